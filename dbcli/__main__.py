@@ -1,0 +1,3 @@
+from dbcli.cli.main import run
+
+run()

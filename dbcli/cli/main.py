@@ -1,0 +1,119 @@
+"""Root of the command line: global options, command groups, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from dbcli import __version__
+from dbcli.cli import config_cmd, local_cmd, server_cmd
+from dbcli.cli.state import AppState
+
+app = typer.Typer(
+    name="dbcli",
+    help="A command-line toolkit for PostgreSQL and MongoDB: schema, CRUD, reports, activity and backups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dbcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (else $DBCLI_CONFIG, "
+                      "./dbcli.yaml, $XDG_CONFIG_HOME/dbcli/config.yaml).", show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Profile to use (else $DBCLI_PROFILE, "
+                       "default_profile).", show_default=False)] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format for every "
+                   "command: table, json, jsonl, csv.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also $NO_COLOR).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                       help="Print the version and exit.")] = False,
+) -> None:
+    """dbcli: PostgreSQL and MongoDB from the shell, cron and CI.
+
+    Example:
+        dbcli ping
+    """
+    ctx.obj = AppState(config_path=config, profile=profile, fmt=fmt, quiet=quiet, debug=debug,
+                       no_color=True if no_color else None)
+
+
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(local_cmd.app, name="local")
+server_cmd.register(app)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("DBCLI_DEBUG", "") not in ("", "0")
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps every error to one stderr line and an exit code."""
+    sys.exit(main(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dbcli.errors import DbcliError, ExitCode
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        result = app(args=args, prog_name="dbcli", standalone_mode=False)
+    except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
+        show = getattr(e, "show", None)
+        if show:
+            show()
+        else:
+            _print_error(e.format_message(), None)
+        return int(getattr(e, "exit_code", ExitCode.USAGE))
+    except (typer.Abort, KeyboardInterrupt):
+        print("Error: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except DbcliError as e:
+        if debug:
+            raise
+        _print_error(e.message, e.hint)
+        return int(e.exit_code)
+    except BrokenPipeError:
+        # the reader went away (dbcli ... | head): not an error of ours
+        _silence_stdout()
+        return ExitCode.OK
+    except Exception as e:
+        if debug:
+            raise
+        from dbcli.config import redact_text
+
+        _print_error(f"unexpected {type(e).__name__}: {redact_text(str(e)).splitlines()[0] if str(e) else ''}",
+                     "run again with --debug for a traceback")
+        return ExitCode.UNEXPECTED
+    return int(result or 0)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    line = f"Error: {message}"
+    if hint:
+        line += f" (hint: {hint})"
+    print(line.replace("\n", " "), file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,132 @@
+"""PostgreSQL connections: conninfo from the config, connect, pool, and driver-error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbcli.config import Config, redact_text
+from dbcli.errors import (
+    ConflictError,
+    DbcliError,
+    InvalidInputError,
+    NotFoundError,
+    UnreachableError,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+
+def conninfo(cfg: Config, *, dbname: str | None = None) -> str:
+    """A libpq conninfo string for the profile's server (starting the embedded one if needed)."""
+    from psycopg.conninfo import make_conninfo
+
+    pg = cfg.postgres
+    params: dict[str, Any] = {}
+    if pg.embedded:
+        from dbcli import local_pg
+
+        server = local_pg.ensure_running(Path(pg.data_dir), pg.dbname or local_pg.DEFAULT_DBNAME)
+        params.update(server.conninfo(pg.dbname or local_pg.DEFAULT_DBNAME))
+    for key in ("host", "port", "dbname", "user", "password", "sslmode"):
+        value = getattr(pg, key)
+        if value is not None and not (pg.embedded and key in ("host", "port")):
+            params[key] = str(value)
+    if dbname:
+        params["dbname"] = dbname
+    params["connect_timeout"] = str(max(1, round(pg.connect_timeout)))
+    params["application_name"] = pg.application_name
+    try:
+        return make_conninfo(pg.dsn or "", **params)
+    except Exception as e:  # psycopg.ProgrammingError on a malformed DSN
+        from dbcli.errors import ConfigError
+
+        raise ConfigError(f"postgres.dsn is not a valid connection string: {redact_text(str(e))}") from None
+
+
+def connect(cfg: Config, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection:
+    import psycopg
+
+    info = conninfo(cfg, dbname=dbname)
+    try:
+        conn = psycopg.connect(info, autocommit=autocommit)
+    except psycopg.Error as e:
+        raise translate(e, cfg) from None
+    if cfg.postgres.statement_timeout:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                     (f"{int(cfg.postgres.statement_timeout * 1000)}ms",))
+        if not autocommit:
+            conn.commit()
+    return conn
+
+
+def make_pool(cfg: Config, *, min_size: int | None = None, max_size: int | None = None) -> ConnectionPool:
+    """A psycopg_pool pool sized from ``postgres.pool`` (opened; close it or use ``with``)."""
+    from psycopg_pool import ConnectionPool
+
+    pool = ConnectionPool(
+        conninfo(cfg),
+        min_size=min_size or cfg.postgres.pool_min_size,
+        max_size=max_size or cfg.postgres.pool_max_size,
+        timeout=cfg.postgres.connect_timeout,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=cfg.postgres.connect_timeout)
+    except Exception as e:
+        pool.close()
+        raise UnreachableError(f"cannot connect to PostgreSQL: {redact_text(str(e)).splitlines()[0]}") from None
+    return pool
+
+
+@contextmanager
+def errors_translated(cfg: Config | None = None) -> Iterator[None]:
+    """Turn driver errors raised inside the block into dbcli errors."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as e:
+        raise translate(e, cfg) from e
+
+
+def translate(e: Exception, cfg: Config | None = None) -> DbcliError:
+    import psycopg
+
+    text = redact_text(str(e).strip()).splitlines()[0] if str(e).strip() else type(e).__name__
+    sqlstate = getattr(e, "sqlstate", None)
+    diag = getattr(e, "diag", None)
+    detail = redact_text(diag.message_detail) if diag is not None and diag.message_detail else None
+    if isinstance(e, psycopg.OperationalError) and sqlstate is None:
+        where = "the embedded PostgreSQL" if cfg and cfg.postgres.embedded else "PostgreSQL"
+        return UnreachableError(f"cannot connect to {where}: {_short(text)}")
+    cls: type[DbcliError]
+    if sqlstate is None:
+        cls = DbcliError
+    elif sqlstate == "57014":
+        return UnreachableError(f"statement timed out: {text}", sqlstate=sqlstate)
+    elif sqlstate.startswith("08") or sqlstate.startswith("57P"):
+        cls = UnreachableError
+    elif sqlstate.startswith("23") or sqlstate in ("40001", "40P01", "25006", "55P03"):
+        cls = ConflictError
+    elif sqlstate.startswith("22") or sqlstate.startswith("42"):
+        cls = InvalidInputError
+    elif sqlstate == "3D000":
+        cls = NotFoundError
+    else:
+        cls = DbcliError
+    return cls(text, hint=detail, sqlstate=sqlstate)
+
+
+def _short(text: str) -> str:
+    # libpq repeats "connection to server at ... failed:" per address; keep the reason
+    return text.replace("connection failed: ", "")
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"

@@ -1,0 +1,134 @@
+"""Shared fixtures: an isolated environment per test, a config file for the test databases, the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest_plugins = ["tests.fix_pg", "tests.fix_mongo", "tests.fix_schema"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user config, data or cache leaks into a test, and none leaks out."""
+    for var in list(os.environ):
+        if var.startswith("DBCLI_") and var not in ("DBCLI_TEST_PG_DSN", "DBCLI_TEST_MONGO_URI",
+                                                    "DBCLI_FERRETDB", "DBCLI_REDIS_SERVER"):
+            monkeypatch.delenv(var)
+    home = tmp_path / "home"
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(home / name.lower()))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.stdout)
+
+
+def invoke(args: list[str], input: str | None = None) -> Result:
+    """Run the CLI in-process, the way the console script does (error mapping included)."""
+    from dbcli.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(input or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+    finally:
+        sys.stdin = old_stdin
+    return Result(int(code), out.getvalue(), err.getvalue())
+
+
+def run_entry(args: list[str], *, env: dict[str, str] | None = None, input: str | None = None,
+              timeout: float = 120) -> Result:
+    """Run the installed entry point in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "dbcli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, timeout=timeout, check=False)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def pg_config(tmp_path: Path, pg_conninfo: str) -> dict[str, Any]:
+    """Profile settings for the test's PostgreSQL database (no Mongo)."""
+    return {"postgres": {"dsn": pg_conninfo, "connect_timeout": 5}}
+
+
+@pytest.fixture
+def full_config(pg_config: dict[str, Any], mongo_server: Any, mongo_db: str) -> dict[str, Any]:
+    return {**pg_config, "mongo": {"uri": mongo_server.uri, "database": mongo_db, "connect_timeout": 5}}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, pg_config: dict[str, Any]) -> Path:
+    return write_config(tmp_path / "dbcli.yaml", pg_config)
+
+
+@pytest.fixture
+def full_config_file(tmp_path: Path, full_config: dict[str, Any]) -> Path:
+    return write_config(tmp_path / "dbcli.yaml", full_config)
+
+
+@pytest.fixture
+def schema_config_file(tmp_path: Path, pg_server: Any, schema_db: str) -> Path:
+    """./dbcli.yaml pointing at a database with the e-commerce schema applied (no Mongo)."""
+    return write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": pg_server.conninfo(schema_db)}})
+
+
+@pytest.fixture
+def schema_full_config_file(tmp_path: Path, pg_server: Any, schema_db: str, mongo_server: Any,
+                            mongo_db: str) -> Path:
+    """./dbcli.yaml: the e-commerce schema in PostgreSQL and a fresh MongoDB database."""
+    return write_config(tmp_path / "dbcli.yaml", {
+        "postgres": {"dsn": pg_server.conninfo(schema_db)},
+        "mongo": {"uri": mongo_server.uri, "database": mongo_db, "connect_timeout": 5},
+    })
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """``cli("ping", "-f", "json")``: in-process, with ./dbcli.yaml (if the test wrote one) picked up."""
+    def _run(*args: str, input: str | None = None) -> Result:
+        return invoke(list(args), input=input)
+    return _run
+
+
+@pytest.fixture
+def load_cfg(tmp_path: Path) -> Callable[..., Any]:
+    """The library Config for ./dbcli.yaml."""
+    def _load(profile: str | None = None) -> Any:
+        from dbcli.config import load_config
+
+        return load_config(str(tmp_path / "dbcli.yaml"), profile)
+    return _load
+
+
+@pytest.fixture
+def stdout_capture() -> Iterator[io.StringIO]:
+    yield io.StringIO()
