@@ -1,0 +1,170 @@
+"""Reading records from files or stdin: JSON array, JSONL, CSV; MongoDB Extended JSON on request.
+
+Every record comes with the line number it starts on, so errors can name it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from dbcli.errors import InvalidInputError, NotFoundError
+
+INPUT_FORMATS = ("json", "jsonl", "csv")
+
+
+def open_input(source: str) -> IO[str]:
+    """A text stream for a path, or stdin for ``-``."""
+    if source == "-":
+        return sys.stdin
+    path = Path(source)
+    if not path.exists():
+        raise NotFoundError(f"input file not found: {source}")
+    try:
+        return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - caller closes
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {source}: {e.strerror}") from None
+
+
+def guess_format(source: str, stream: IO[str], explicit: str | None = None) -> str:
+    """Format from the flag, else the file suffix, else the first non-blank character."""
+    if explicit:
+        fmt = explicit.lower()
+        if fmt == "ndjson":
+            fmt = "jsonl"
+        if fmt not in INPUT_FORMATS:
+            raise InvalidInputError(f"unknown input format {explicit!r} (choose from json, jsonl, csv)")
+        return fmt
+    suffix = Path(source).suffix.lower().lstrip(".") if source != "-" else ""
+    if suffix in ("json", "jsonl", "csv"):
+        return suffix
+    if suffix == "ndjson":
+        return "jsonl"
+    return "sniff"
+
+
+def iter_records(stream: IO[str], fmt: str, *, extended: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record). ``fmt`` may be ``sniff``: a leading ``[`` means a JSON array."""
+    if fmt == "sniff":
+        stream, fmt = _sniff(stream)
+    if fmt == "csv":
+        yield from _csv_records(stream)
+    elif fmt == "jsonl":
+        yield from _jsonl_records(stream, extended)
+    else:
+        yield from _json_array_records(stream, extended)
+
+
+def _sniff(stream: IO[str]) -> tuple[IO[str], str]:
+    head = stream.read(4096)
+    first = head.lstrip()[:1]
+    rest = io.StringIO(head)
+    chained = _Chain(rest, stream)
+    if first == "[":
+        return chained, "json"
+    if first == "{" or first == "":
+        return chained, "jsonl"
+    return chained, "csv"
+
+
+class _Chain(io.TextIOBase):
+    """The sniffed head followed by the rest of the stream."""
+
+    def __init__(self, head: io.StringIO, tail: IO[str]) -> None:
+        self._head, self._tail = head, tail
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        data = self._head.read(size if size is not None else -1)
+        if size is None or size < 0:
+            return data + self._tail.read()
+        if len(data) < size:
+            data += self._tail.read(size - len(data))
+        return data
+
+    def readline(self, size: int | None = -1) -> str:
+        line = self._head.readline()
+        if line.endswith("\n") or (line and self._head.tell() < len(self._head.getvalue())):
+            return line
+        return line + self._tail.readline()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+def _loads(text: str, extended: bool) -> Any:
+    if extended:
+        from bson import json_util
+
+        return json_util.loads(text)
+    return json.loads(text)
+
+
+def _jsonl_records(stream: IO[str], extended: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = _loads(line, extended)
+        except (ValueError, TypeError) as e:
+            raise InvalidInputError(f"line {lineno}: invalid JSON ({_short(e)})") from None
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"line {lineno}: expected a JSON object")
+        yield lineno, value
+
+
+def _json_array_records(stream: IO[str], extended: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    text = stream.read()
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise InvalidInputError(f"invalid JSON ({_short(e)})") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidInputError("expected a JSON array of objects")
+    if extended:
+        from bson import json_util
+
+        value = json_util.loads(json.dumps(value))
+    for i, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"item {i}: expected a JSON object")
+        yield i, item
+
+
+def _csv_records(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise InvalidInputError(f"line 1: invalid CSV ({e})") from None
+    if len(set(header)) != len(header):
+        raise InvalidInputError("line 1: the CSV header repeats a column name")
+    try:
+        for row in reader:
+            lineno = reader.line_num
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise InvalidInputError(f"line {lineno}: expected {len(header)} fields, got {len(row)}")
+            yield lineno, dict(zip(header, row, strict=True))
+    except csv.Error as e:
+        raise InvalidInputError(f"line {reader.line_num}: invalid CSV ({e})") from None
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:120]
