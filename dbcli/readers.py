@@ -26,7 +26,7 @@ def open_input(source: str) -> IO[str]:
     if not path.exists():
         raise NotFoundError(f"input file not found: {source}")
     try:
-        return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - caller closes
+        return open(path, encoding="utf-8", newline="")
     except OSError as e:
         raise InvalidInputError(f"cannot read {source}: {e.strerror}") from None
 
