@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dbcli import __version__
-from dbcli.cli import config_cmd, local_cmd, server_cmd
+from dbcli.cli import config_cmd, demo_cmd, local_cmd, server_cmd
 from dbcli.cli.state import AppState
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(local_cmd.app, name="local")
 server_cmd.register(app)
+demo_cmd.register(app)
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(f"unexpected {type(e).__name__}: {redact_text(str(e)).splitlines()[0] if str(e) else ''}",
                      "run again with --debug for a traceback")
         return ExitCode.UNEXPECTED
+    if result == ExitCode.INTERRUPTED:  # Typer turns KeyboardInterrupt into Exit(130)
+        print("Error: interrupted", file=sys.stderr)
     return int(result or 0)
 
 
