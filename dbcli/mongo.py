@@ -73,6 +73,7 @@ def errors_translated() -> Iterator[None]:
 def translate(e: Exception) -> DbcliError:
     from pymongo.errors import (
         AutoReconnect,
+        BulkWriteError,
         ConnectionFailure,
         DuplicateKeyError,
         ExecutionTimeout,
@@ -81,6 +82,8 @@ def translate(e: Exception) -> DbcliError:
         WTimeoutError,
     )
 
+    if isinstance(e, BulkWriteError):
+        return _bulk_error(e)
     text = redact_text(str(e)).split(", Timeout:")[0].splitlines()[0][:300]
     if isinstance(e, ServerSelectionTimeoutError | ConnectionFailure | AutoReconnect):
         return UnreachableError(f"cannot reach MongoDB: {text}")
@@ -96,6 +99,19 @@ def translate(e: Exception) -> DbcliError:
         if e.code == 11000:
             return ConflictError(f"duplicate key: {text}")
     return DbcliError(f"MongoDB error: {text}")
+
+
+def _bulk_error(e: Exception) -> DbcliError:
+    errors = (getattr(e, "details", None) or {}).get("writeErrors") or []
+    first = errors[0] if errors else {}
+    msg = redact_text(str(first.get("errmsg", "bulk write failed"))).splitlines()[0][:300]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    code = first.get("code")
+    if code == 11000:
+        return ConflictError(f"duplicate key: {msg}{more}")
+    if code == 121:
+        return InvalidInputError(f"document failed validation: {msg}{more}")
+    return DbcliError(f"MongoDB bulk write failed: {msg}{more}")
 
 
 def server_info(mc: MongoClient[dict[str, Any]]) -> dict[str, Any]:

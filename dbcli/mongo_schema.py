@@ -23,7 +23,8 @@ class MongoChange:
 
 def plan(db: Any, specs: dict[str, CollectionSpec]) -> list[MongoChange]:
     """What ``apply`` would do, as commands; reads only."""
-    existing = set(db.list_collection_names())
+    current = {c["name"]: (c.get("options") or {}).get("validator") for c in db.list_collections()}
+    existing = set(current)
     changes: list[MongoChange] = []
     for spec in specs.values():
         if spec.name not in existing:
@@ -34,9 +35,10 @@ def plan(db: Any, specs: dict[str, CollectionSpec]) -> list[MongoChange]:
             present: set[str] = set()
         else:
             present = {ix["name"] for ix in db[spec.name].list_indexes()}
-            if spec.json_schema:
+            wanted = {"$jsonSchema": spec.json_schema}
+            if spec.json_schema and current.get(spec.name) != wanted:
                 changes.append(MongoChange(spec.name, "set validator", "collMod $jsonSchema",
-                                           {"collMod": spec.name, "validator": {"$jsonSchema": spec.json_schema}}))
+                                           {"collMod": spec.name, "validator": wanted}))
         for ix in spec.indexes:
             if ix.name not in present:
                 index: dict[str, Any] = {"key": dict(ix.keys), "name": ix.name, **ix.options}
