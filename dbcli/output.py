@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -49,18 +50,38 @@ def to_json(value: Any, *, extended: bool = False) -> str:
         from bson import json_util
 
         return json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False)
-    out: list[str] = []
-    _encode(value, out)
-    return "".join(out)
+    try:
+        text = _ENCODER.encode(value)
+    except ValueError:  # NaN or Infinity: no JSON number form
+        out: list[str] = []
+        _encode(value, out)
+        return "".join(out)
+    # Decimals travel through the C encoder as marked strings and come out as exact number text
+    return _DECIMAL_MARK.sub(r"\1", text) if "\\u0000D" in text else text
+
+
+def _default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return f"\0D{v}\0" if v.is_finite() else str(v)
+    if isinstance(v, set | frozenset):
+        return list(v)
+    if isinstance(v, Mapping):
+        return dict(v)
+    return scalar_text(v)
+
+
+# PostgreSQL text cannot contain NUL, so the marker cannot collide with real data
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+_DECIMAL_MARK = re.compile(r'"\\u0000D([-+0-9.Ee]+)\\u0000"')
 
 
 def _encode(v: Any, out: list[str]) -> None:
+    """Slow path for values with NaN/Infinity: those become strings."""
     if v is None or isinstance(v, bool | str):
         out.append(json.dumps(v, ensure_ascii=False))
     elif isinstance(v, int):
         out.append(str(int(v)))
     elif isinstance(v, Decimal):
-        # exact number text; NaN/Infinity have no JSON number form
         out.append(str(v) if v.is_finite() else json.dumps(str(v)))
     elif isinstance(v, float):
         out.append(repr(v) if math.isfinite(v) else json.dumps(str(v)))

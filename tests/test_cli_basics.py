@@ -123,3 +123,16 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback(tmp_path: Path) 
     assert result.exit_code in (3, 4)
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_json_keeps_types() -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from dbcli.output import to_json
+
+    value = {"n": Decimal("12345678901234567890.10"), "f": 1.5, "nan": float("nan"),
+             "t": dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC), "b": b"\x00\x01", "s": "a\u00e9"}
+    assert to_json(value) == ('{"n":12345678901234567890.10,"f":1.5,"nan":"nan",'
+                              '"t":"2024-05-06T07:08:09+00:00","b":"AAE=","s":"a\u00e9"}')
+    assert to_json({"n": Decimal("12.50"), "inf": Decimal("Infinity")}) == '{"n":12.50,"inf":"Infinity"}'
