@@ -358,6 +358,8 @@ def redact_text(text: str) -> str:
 
 
 def redact(value: Any, key: str = "") -> Any:
+    if key in SECRET_KEYS and isinstance(value, dict):  # e.g. encryption.previous_keys: {id: key}
+        return {k: "***" if v not in (None, "") else v for k, v in value.items()}
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):

@@ -129,7 +129,7 @@ profiles:
     mongo: {{uri: "mongodb://u:urisecret@h:27017/"}}
     cache: {{url: "redis://:redissecret@h:6379/0"}}
     backup: {{encryption_key: "bkpsecret"}}
-    encryption: {{key: "datakeysecret"}}
+    encryption: {{key: "datakeysecret", previous_keys: {{old1: "oldkeysecret"}}}}
   b:
     postgres: {{host: h, user: u, password: "${{ENV_PW}}"}}
     mongo: {{uri: "mongodb://u@h:27017/", password_file: "{tmp_path / 'pwfile'}"}}
@@ -141,7 +141,7 @@ profiles:
             result = invoke(["--profile", profile, "config", "show", "--format", fmt])
             assert result.exit_code == 0, result.stderr
             for secret in ("dsnsecret", "urisecret", "redissecret", "bkpsecret", "datakeysecret",
-                           "envsecret", "filesecret"):
+                           "envsecret", "filesecret", "oldkeysecret"):
                 assert secret not in result.stdout + result.stderr
     shown = invoke(["--profile", "a", "config", "show", "-f", "json"]).json()
     assert shown["postgres"]["dsn"] == "postgresql://u:***@h/db"
