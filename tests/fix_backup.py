@@ -1,0 +1,88 @@
+"""Backup fixtures: a seeded e-commerce database with activity collections, and backups of it."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_config
+from tests.fix_mongo import MongoServer
+from tests.fix_pg import PgServer
+
+SEED_SIZES = {"users": 12, "products": 6, "orders": 25, "events": 40}
+TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # base64 of bytes 0..31, tests only
+
+
+def seed_small(cfg: Any) -> dict[str, int]:
+    from dbcli.seed import seed
+
+    return seed(cfg, **SEED_SIZES)
+
+
+def profile_settings(pg: PgServer, pg_db: str, mongo: MongoServer, mongo_db: str) -> dict[str, Any]:
+    return {"postgres": {"dsn": pg.conninfo(pg_db)},
+            "mongo": {"uri": mongo.uri, "database": mongo_db, "connect_timeout": 5}}
+
+
+@pytest.fixture
+def seeded(schema_full_config_file: Path, load_cfg: Any) -> Any:
+    """The Config of ./dbcli.yaml, its schema seeded with a little data in both databases."""
+    cfg = load_cfg()
+    seed_small(cfg)
+    return cfg
+
+
+@dataclass
+class MadeBackup:
+    """A backup made once per module; tests work on copies of its directory."""
+
+    root: Path
+    id: str
+    settings: dict[str, Any]
+    pg_db: str
+    mongo_db: str
+
+    def copy_to(self, tmp_path: Path) -> Path:
+        target = tmp_path / "backups"
+        shutil.copytree(self.root, target)
+        write_config(tmp_path / "dbcli.yaml", self.settings)
+        return target
+
+
+def _made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
+                 mongo_server: MongoServer, key: str | None) -> Iterator[MadeBackup]:
+    from dbcli import backup
+    from dbcli.config import load_config
+
+    base = tmp_path_factory.mktemp("made_backup")
+    pg_db = pg_server.create_database(template=schema_template)
+    mongo_db = f"t_{uuid.uuid4().hex[:12]}"
+    settings = profile_settings(pg_server, pg_db, mongo_server, mongo_db)
+    if key:
+        settings["backup"] = {"encryption_key": key}
+    cfg = load_config(str(write_config(base / "dbcli.yaml", settings)))
+    seed_small(cfg)
+    made = backup.create(cfg, root=base / "backups")
+    yield MadeBackup(root=base / "backups", id=made["id"], settings=settings, pg_db=pg_db, mongo_db=mongo_db)
+    pg_server.drop_database(pg_db)
+    client = mongo_server.client()
+    client.drop_database(mongo_db)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
+                mongo_server: MongoServer) -> Iterator[MadeBackup]:
+    yield from _made_backup(tmp_path_factory, pg_server, schema_template, mongo_server, None)
+
+
+@pytest.fixture(scope="module")
+def made_encrypted_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
+                          mongo_server: MongoServer) -> Iterator[MadeBackup]:
+    yield from _made_backup(tmp_path_factory, pg_server, schema_template, mongo_server, TEST_KEY)
