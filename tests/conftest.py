@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytest_plugins = ["tests.fix_pg", "tests.fix_mongo", "tests.fix_schema"]
+pytest_plugins = ["tests.fix_pg", "tests.fix_mongo", "tests.fix_schema", "tests.fix_redis", "tests.fix_backup", "tests.fix_collection", "tests.fix_tables", "tests.fix_activity"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                                                     "DBCLI_FERRETDB", "DBCLI_REDIS_SERVER"):
             monkeypatch.delenv(var)
     home = tmp_path / "home"
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.chdir(tmp_path)

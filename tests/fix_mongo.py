@@ -19,12 +19,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ferretdb_binary() -> str | None:
+def _build_cache_binary() -> str:
     from dbcli.config import cache_home
     from dbcli.local_mongo import FERRETDB_VERSION
 
-    for candidate in (os.environ.get("DBCLI_FERRETDB"),
-                      str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")):
+    return str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
+
+
+# resolved at import, before the per-test environment points XDG_CACHE_HOME elsewhere
+BUILT_FERRETDB = _build_cache_binary()
+
+
+def _ferretdb_binary() -> str | None:
+    for candidate in (os.environ.get("DBCLI_FERRETDB"), BUILT_FERRETDB):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None

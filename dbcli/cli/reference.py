@@ -25,9 +25,9 @@ def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 def root_command() -> Any:
     import typer
 
-    from dbcli.cli.main import app
+    from dbcli.cli.main import build_app
 
-    return typer.main.get_command(app)
+    return typer.main.get_command(build_app())
 
 
 def _option_line(param: Any) -> str | None:
