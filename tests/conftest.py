@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 import yaml
 
-pytest_plugins = ["tests.fix_pg", "tests.fix_mongo", "tests.fix_schema", "tests.fix_redis", "tests.fix_backup", "tests.fix_collection", "tests.fix_tables", "tests.fix_activity"]
+pytest_plugins = [
+    "tests.fix_pg",
+    "tests.fix_mongo",
+    "tests.fix_schema",
+    "tests.fix_redis",
+    "tests.fix_backup",
+    "tests.fix_collection",
+    "tests.fix_tables",
+    "tests.fix_activity",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
