@@ -103,7 +103,11 @@ def main() -> None:
                          "FROM generate_series(1, 1000) g")
         config = work / "dbcli.yaml"
         config.write_text(yaml.safe_dump({"postgres": {"dsn": dsn}}))
-        env = {**os.environ, "DBCLI_CONFIG": str(config), "DBCLI_FORMAT": "json"}
+        # byte-code cached as an installed package has it (even where the environment says
+        # PYTHONDONTWRITEBYTECODE), kept in the scratch directory, out of the source tree
+        env = {**os.environ, "DBCLI_CONFIG": str(config), "DBCLI_FORMAT": "json",
+               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         psql = [str(local_pg.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn]
         dbcli = [sys.executable, "-m", "dbcli"]
         csv_path = work / "products.csv"
