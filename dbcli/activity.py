@@ -10,7 +10,7 @@ buckets are written. The events' unique index makes re-inserting harmless, and o
 batch actually inserted are counted, so a duplicate can never be counted twice. A batch whose
 process died leaves its journal entry behind; the next writer sees it and recomputes the counters
 of that batch's users from their events (absolute values, idempotent) and adds their missing
-events to the buckets (``activity_writer``). See docs/activity.md.
+events to the buckets (``activity_writer``). See the README, "Activity".
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ class Writer:
             coll.update_one({"user_id": uid}, increment(per_user[uid]), upsert=True)
 
     def _crash_point(self, where: str) -> None:
-        # Test hook (documented in docs/activity.md): DBCLI_TEST_CRASH_AFTER=journal|events|buckets|stats
+        # Test hook (documented in the README, "Activity"): DBCLI_TEST_CRASH_AFTER=journal|events|buckets|stats
         # makes the process die like a SIGKILL right after that step of its first batch, so tests
         # can prove the recovery. Unset in normal use: one dict lookup per batch.
         if os.environ.get(CRASH_ENV) == where:
@@ -220,7 +220,7 @@ class BucketWriter:
 
     On FerretDB the guard is left out: it only narrows by ``_id`` in SQL, so any other condition
     makes it decode every bucket of the collection for every write (measured 3.5x slower). There,
-    concurrent ingests into the same user and hour are not supported (docs/activity.md).
+    concurrent ingests into the same user and hour are not supported (the README, "Activity").
     """
 
     def __init__(self, session: Session) -> None:

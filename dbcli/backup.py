@@ -29,7 +29,7 @@ from dbcli.output import Output
 Progress = Callable[[str], None]
 TARGETS = ("postgres", "mongo", "all")
 # gzip level 1: in bench/bench_backup.py it dumps as fast as level 0 (less to write) at a fraction
-# of the size, and far faster than level 6 for a few percent more bytes (docs/backup.md)
+# of the size, and far faster than level 6 for a few percent more bytes (README, "Backups", Performance)
 DEFAULT_COMPRESSION = 1
 
 

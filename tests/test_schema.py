@@ -274,7 +274,7 @@ def test_apply_creates_collections_and_declared_indexes(full_config_file: Path, 
     assert result.exit_code == 0, result.stderr
     mongo_rows = [r for r in result.json() if r["target"] == "mongo"]
     assert {r["item"] for r in mongo_rows if r["action"] == "create collection"} == {
-        "user_activities", "user_stats", "activity_buckets"}
+        "user_activities", "user_stats", "activity_buckets", "activity_journal"}
     notes = [line for line in result.stderr.splitlines() if "validators" in line]
     if mongo_server.binary:  # FerretDB: says so once
         assert notes == ["note: this MongoDB-wire server does not support collection validators (FerretDB); "
