@@ -107,7 +107,7 @@ def import_documents(cfg: Config, name: str, source: str, *, fmt: str | None = N
             stream = readers.open_input(source)
             try:
                 invalid = _first_pass(readers.iter_records(stream, readers.guess_format(source, stream, fmt),
-                                                           extended=True),
+                                                           extended=True, json_only=True),
                                       spool, report, schema_checker(cfg, name), enc if encrypted else None, name,
                                       upsert_key)
             finally:

@@ -15,6 +15,10 @@ def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
                  encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
     """Write to ``path`` atomically. On any exception the target is left untouched."""
     target = Path(path)
+    if target.is_dir():
+        from dbcli.errors import InvalidInputError
+
+        raise InvalidInputError(f"cannot write {path}: it is a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

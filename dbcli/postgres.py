@@ -101,6 +101,8 @@ def translate(e: Exception, cfg: Config | None = None) -> DbcliError:
     sqlstate = getattr(e, "sqlstate", None)
     diag = getattr(e, "diag", None)
     detail = redact_text(diag.message_detail) if diag is not None and diag.message_detail else None
+    if detail and detail.startswith("Failing row contains"):
+        detail = None  # the whole row's values: not for a one-line message (they may be personal data)
     if isinstance(e, psycopg.OperationalError) and sqlstate is None:
         where = "the embedded PostgreSQL" if cfg and cfg.postgres.embedded else "PostgreSQL"
         return UnreachableError(f"cannot connect to {where}: {_short(text)}")

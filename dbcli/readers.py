@@ -5,6 +5,7 @@ Every record comes with the line number it starts on, so errors can name it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -16,6 +17,15 @@ from typing import IO, Any
 from dbcli.errors import InvalidInputError, NotFoundError
 
 INPUT_FORMATS = ("json", "jsonl", "csv")
+NOT_UTF8 = "dbcli-not-utf8"
+
+
+def _not_utf8(error: UnicodeError) -> tuple[str, int]:
+    # raised from whatever reads the file (a sniff, the CSV fast path, the record readers)
+    raise InvalidInputError("the input is not UTF-8 text")
+
+
+codecs.register_error(NOT_UTF8, _not_utf8)
 
 
 def open_input(source: str) -> IO[str]:
@@ -26,7 +36,7 @@ def open_input(source: str) -> IO[str]:
     if not path.exists():
         raise NotFoundError(f"input file not found: {source}")
     try:
-        return open(path, encoding="utf-8", newline="")
+        return open(path, encoding="utf-8", errors=NOT_UTF8, newline="")
     except OSError as e:
         raise InvalidInputError(f"cannot read {source}: {e.strerror}") from None
 
@@ -48,19 +58,33 @@ def guess_format(source: str, stream: IO[str], explicit: str | None = None) -> s
     return "sniff"
 
 
-def iter_records(stream: IO[str], fmt: str, *, extended: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, record). ``fmt`` may be ``sniff``: a leading ``[`` means a JSON array."""
-    if fmt == "sniff":
-        stream, fmt = _sniff(stream)
-    if fmt == "csv":
-        yield from _csv_records(stream)
-    elif fmt == "jsonl":
-        yield from _jsonl_records(stream, extended)
-    else:
-        yield from _json_array_records(stream, extended)
+def iter_records(stream: IO[str], fmt: str, *, extended: bool = False,
+                 json_only: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record). ``fmt`` may be ``sniff``: a leading ``[`` means a JSON array.
+
+    ``json_only``: never guess CSV (documents take CSV only when named so), so stray text fails
+    on its line instead of becoming a header.
+    """
+    line = 0
+    try:
+        if fmt == "sniff":
+            stream, fmt = sniff(stream)
+            if json_only and fmt == "csv":
+                fmt = "jsonl"
+        if fmt == "csv":
+            records = _csv_records(stream)
+        elif fmt == "jsonl":
+            records = _jsonl_records(stream, extended)
+        else:
+            records = _json_array_records(stream, extended)
+        for line, record in records:
+            yield line, record
+    except UnicodeDecodeError:
+        where = f" (after line {line})" if line else ""
+        raise InvalidInputError(f"the input is not UTF-8 text{where}") from None
 
 
-def _sniff(stream: IO[str]) -> tuple[IO[str], str]:
+def sniff(stream: IO[str]) -> tuple[IO[str], str]:
     head = stream.read(4096)
     first = head.lstrip()[:1]
     rest = io.StringIO(head)

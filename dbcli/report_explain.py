@@ -50,7 +50,7 @@ def explain_postgres(cfg: Config, report: Report, values: Mapping[str, Any], *,
         conn.read_only = True
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, int(seconds * 1000))}ms",))
-            cur.execute(query, dict(values))
+            cur.execute(query, dict(values), prepare=True)  # one statement only, as in reports.run_postgres
             row = cur.fetchone()
             plan = row[0] if row else []
             if isinstance(plan, str):

@@ -562,7 +562,10 @@ def run_postgres(cfg: Config, report: Report, values: Mapping[str, Any]) -> tupl
         conn.read_only = True  # psycopg opens the transaction with BEGIN READ ONLY
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{max(1, int(seconds * 1000))}ms",))
-            cur.execute(report.sql.encode(), dict(values))
+            # prepare=True: the extended protocol, which runs exactly one statement. Without it psycopg
+            # sends a report without placeholders as a simple query, where 'COMMIT; INSERT ...' would
+            # end the read-only transaction and write.
+            cur.execute(report.sql.encode(), dict(values), prepare=True)
             if cur.description is None:
                 raise ConfigError(f"report {report.name!r}: the sql returns no rows (is it a SELECT?)")
             columns = [d.name for d in cur.description]
@@ -589,6 +592,9 @@ def _pg_error(e: Exception, cfg: Config, report: Report, seconds: float) -> Dbcl
     if sqlstate == "25006":
         return ConflictError(f"report {report.name!r} tried to write: refused by the read-only transaction",
                              sqlstate=sqlstate)
+    if sqlstate == "42601" and "multiple commands" in str(e):
+        return ConfigError(f"report {report.name!r}: the sql must be a single statement",
+                           hint="remove the ';' between statements")
     err = translate(e, cfg)
     err.message = f"report {report.name!r}: {err.message}"
     return err

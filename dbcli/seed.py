@@ -30,6 +30,7 @@ from dbcli.errors import ConfigError, ConflictError, DbcliError, InvalidInputErr
 if TYPE_CHECKING:
     import psycopg
 
+    from dbcli.encryption import Encryptor
     from dbcli.output import Output
 
 BASE_DATE = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -426,6 +427,7 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
     ``events=None`` means the default when a MongoDB is configured and none otherwise.
     """
     from dbcli import postgres
+    from dbcli.encryption import Encryptor
 
     if events is None:
         events = DEFAULTS["events"] if cfg.mongo.configured else 0
@@ -434,6 +436,7 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
     report = progress or (lambda _phase, _done, _total: None)
     rng = random.Random(seed)
     data = SampleData(rng, base, users, products, orders)
+    enc = Encryptor.from_config(cfg)  # configured columns and fields are stored encrypted, as on any write
 
     conn = postgres.connect(cfg, autocommit=True)
     try:
@@ -443,7 +446,7 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
             mdb, client = _mongo_target(cfg, events)
             try:
                 for chunk in _prefetch(data.chunks()):
-                    _copy(conn, chunk)
+                    _copy(conn, chunk, enc)
                     if chunk.done:  # reported from here, after the load, not when generated
                         report(*chunk.done)
                 _advance_sequences(conn, data)
@@ -453,7 +456,7 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
                     # the tables roll back and nothing refers to half-written events
                     try:
                         counts.update(_load_activity(cfg, mdb, ActivityData(rng, base, data, events,
-                                                                            _bucket_size(cfg)), report))
+                                                                            _bucket_size(cfg)), report, enc))
                     except DbcliError as e:
                         e.hint = e.hint or ("the PostgreSQL rows were rolled back; documents already inserted "
                                             "stay in MongoDB: empty its collections before seeding again")
@@ -569,15 +572,36 @@ def _prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
         worker.join()
 
 
-def _copy(conn: psycopg.Connection, chunk: Chunk) -> None:
+def _copy(conn: psycopg.Connection, chunk: Chunk, enc: Encryptor | None = None) -> None:
     from psycopg import sql
 
     if not chunk.lines:
         return
+    lines = chunk.lines
+    if enc is not None and enc.columns_for(chunk.table):
+        lines = _encrypt_lines(enc, chunk)
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(chunk.table), sql.SQL(", ").join(sql.Identifier(c) for c in chunk.columns))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.write("".join(chunk.lines))
+        copy.write("".join(lines))
+
+
+def _encrypt_lines(enc: Encryptor, chunk: Chunk) -> list[str]:
+    """The chunk's COPY lines with its encrypted columns replaced by tokens.
+
+    Seed values need no COPY escaping (see the vocabulary test), so a field is its text as it is;
+    tokens are base64url and need none either. Without the key this raises ConfigError (exit 3).
+    """
+    cols = enc.columns_for(chunk.table)
+    at = [(i, name) for i, name in enumerate(chunk.columns) if name in cols]
+    out = []
+    for line in chunk.lines:
+        values = line[:-1].split("\t")
+        for i, name in at:
+            if values[i] != NULL:
+                values[i] = enc.encrypt_value("table", chunk.table, name, values[i])
+        out.append("\t".join(values) + "\n")
+    return out
 
 
 def _advance_sequences(conn: psycopg.Connection, data: SampleData) -> None:
@@ -590,7 +614,8 @@ def _advance_sequences(conn: psycopg.Connection, data: SampleData) -> None:
                      (table, column, max(n, 1), n > 0))
 
 
-def _load_activity(cfg: Config, db: Any, act: ActivityData, report: Progress) -> dict[str, int]:
+def _load_activity(cfg: Config, db: Any, act: ActivityData, report: Progress,
+                   enc: Encryptor | None = None) -> dict[str, int]:
     from pymongo.errors import BulkWriteError
 
     from dbcli import mongo, schema_files
@@ -606,6 +631,8 @@ def _load_activity(cfg: Config, db: Any, act: ActivityData, report: Progress) ->
             # FerretDB enforces no validators: check what we write against the declared schema.
             # Seed documents all come from the same code, so the first of each batch stands for it.
             spec.validate(docs[0], f"seed {name} document")
+        if enc is not None and enc.fields_for(name):  # validated as plain text, stored encrypted
+            docs = [enc.encrypt_doc(name, d) for d in docs]
         try:
             db[name].insert_many(docs, ordered=True)
         except BulkWriteError as e:

@@ -71,7 +71,7 @@ def open_source(source: str, fmt: str | None = None) -> Iterator[tuple[str, IO[s
         kind = readers.guess_format(source, raw, fmt)
         stream = raw
         if kind == "sniff":
-            stream, kind = readers._sniff(raw)  # the readers' own rule, so both agree on the kind
+            stream, kind = readers.sniff(raw)  # the readers' own rule, so both agree on the kind
         yield kind, stream
     finally:
         if raw is not sys.stdin:

@@ -107,8 +107,16 @@ class TableGateway:
         if len(parts) != len(pk):
             raise InvalidInputError(f"{self.table.display} has a {len(pk)}-column primary key ({', '.join(pk)}): "
                                     f"give {len(pk)} comma-separated values")
-        return [Filter(col, "=", part.strip() if isinstance(part, str) else part)
-                for col, part in zip(pk, parts, strict=True)]
+        filters = []
+        for col, part in zip(pk, parts, strict=True):
+            value = part.strip() if isinstance(part, str) else part
+            if isinstance(value, str):
+                try:
+                    self.table.convert(col, value)
+                except ValueError as e:
+                    raise InvalidInputError(f"primary key {col}: {e}") from None
+            filters.append(Filter(col, "=", value))
+        return filters
 
     def get(self, key: str | Sequence[Any]) -> dict[str, Any] | None:
         rows = list(self.find(self.key_filters(key), limit=2)[1])

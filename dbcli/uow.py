@@ -73,6 +73,14 @@ class UnitOfWork:
         conn = self.conn
         committed = False
         written: list[str] = []
+        if not conn.closed and conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            # a result stream was left open (its reader failed: dbcli table find | head): the
+            # stream holds the connection's lock, so commit or rollback would wait forever.
+            # Closing the connection discards the transaction on the server, i.e. a rollback.
+            conn.close()
+            if exc_type is None:
+                self._release()
+                raise RuntimeError("a result stream was still open: the transaction was rolled back")
         try:
             if exc_type is None:
                 written = self.written()

@@ -201,3 +201,10 @@ def test_import_big_jsonl_is_validated_in_parallel_parts(cfg_file: Path, cli: Cl
     res = cli("collection", "import", "other", "bad.jsonl")
     assert res.exit_code == 5
     assert res.stderr.startswith("Error: line 51: invalid JSON")
+
+
+def test_import_stray_text_on_stdin_is_invalid_not_a_csv_header(cfg_file: Path, cli: Cli, coll_db: Any) -> None:
+    res = cli("collection", "import", "things", "-", input="this is not json\n")
+    assert res.exit_code == 5
+    assert res.stderr.startswith("Error: line 1: invalid JSON")
+    assert "things" not in coll_db.list_collection_names()

@@ -216,6 +216,16 @@ def test_report_that_writes_is_refused_by_the_read_only_transaction(team_dir: Pa
                 sql="WITH x AS (DELETE FROM categories RETURNING 1) SELECT count(*) AS n FROM x")
     assert invoke(["report", "run", "sneaky2"]).exit_code == 7
     assert invoke(["report", "explain", "sneaky2", "--analyze"]).exit_code == 7
+    # COMMIT would end the read-only transaction: a second statement is never run, by run or explain
+    user_report(team_dir, "sneaky3", target="postgres", sources=["categories"],
+                sql="SELECT 1 AS one; COMMIT; INSERT INTO categories (name) VALUES ('hacked')")
+    result = invoke(["report", "run", "sneaky3"])
+    assert result.exit_code == 3
+    assert result.stderr == ("Error: report 'sneaky3': the sql must be a single statement "
+                             "(hint: remove the ';' between statements)\n")
+    assert invoke(["report", "explain", "sneaky3"]).exit_code == 3
+    with psycopg.connect(pg_server.conninfo(schema_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM categories").fetchone() == (0,)
 
 
 def test_overlong_report_exits_4_naming_it_and_leaves_no_file(team_dir: Path, tmp_path: Path) -> None:

@@ -183,6 +183,37 @@ def seeding_specs() -> dict[str, Any]:
     return collection_specs(load_config())
 
 
+def test_seed_encrypts_configured_columns_and_fields(tmp_path: Path, pg_server: PgServer, schema_db: str,
+                                                     mongo_server: Any, mongo_db: str) -> None:
+    from dbcli.encryption import generate_key, is_token
+
+    settings = {"postgres": {"dsn": pg_server.conninfo(schema_db)},
+                "mongo": {"uri": mongo_server.uri, "database": mongo_db},
+                "encryption": {"key": "", "columns": {"user_profiles": ["phone"]},
+                               "fields": {"user_activities": ["user.name"]}}}
+    write_config(tmp_path / "dbcli.yaml", settings)
+    assert invoke(["schema", "apply", "--target", "mongo", "-q"]).exit_code == 0
+    refused = invoke(["seed", *SMALL, "--events", "20"])  # no key: refused like any other write
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith("Error: column user_profiles.phone is encrypted but encryption.key is not set")
+    assert one(pg_server.conninfo(schema_db), "SELECT count(*) FROM users") == 0
+    settings["encryption"]["key"] = generate_key()
+    write_config(tmp_path / "dbcli.yaml", settings)
+    result = invoke(["seed", *SMALL, "--events", "20", "-q"])
+    assert result.exit_code == 0, result.stderr
+    stored = one(pg_server.conninfo(schema_db), "SELECT phone FROM user_profiles ORDER BY user_id LIMIT 1")
+    assert is_token(stored)
+    client = mongo_server.client()
+    try:
+        doc = client[mongo_db]["user_activities"].find_one()
+    finally:
+        client.close()
+    assert is_token(doc["user"]["name"]) and not is_token(doc["user"]["tier"])
+    shown = invoke(["table", "find", "user_profiles", "--limit", "1", "--order-by", "user_id", "-f", "json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()[0]["phone"].startswith("+1 555 ")
+
+
 # ---- refusals and options ----------------------------------------------------------------------
 
 def test_seed_refuses_a_database_with_data(schema_config_file: Path) -> None:

@@ -97,6 +97,13 @@ def test_export_failure_leaves_no_file(shop: Shop, cli: Any, tmp_path: Path) -> 
     assert target.read_text() == "old\n" and list(tmp_path.glob(".out.csv.*")) == []
 
 
+def test_export_to_a_directory_is_invalid_input(shop: Shop, cli: Any, tmp_path: Path) -> None:
+    result = cli("table", "export", "products", "-o", str(tmp_path))
+    assert result.exit_code == 5
+    assert result.stderr == f"Error: cannot write {tmp_path}: it is a directory\n"
+    assert list(tmp_path.parent.glob(f".{tmp_path.name}.*")) == []
+
+
 def test_csv_with_bad_row_at_line_500_stores_nothing(shop: Shop, cli: Any, tmp_path: Path) -> None:
     lines = ["sku,product_name,price,stock"]
     lines += [f"SKU-{i},Item {i},{i}.99,{i}" for i in range(2, 600)]

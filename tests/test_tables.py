@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,22 @@ def test_get_absent_and_composite_keys(shop: Shop, cli: Any) -> None:
     assert "2-column primary key (order_id, product_id)" in result.stderr
     result = cli("table", "get", "order_totals", "1")
     assert result.exit_code == 5 and "has no primary key" in result.stderr
+    result = cli("table", "get", "users", "abc")  # named as the key it is, not as a --where the user never gave
+    assert result.exit_code == 5
+    assert result.stderr == "Error: primary key user_id: invalid input for bigint: 'abc'\n"
+
+
+@pytest.mark.parametrize("command", [["find", "categories", "-f", "jsonl"], ["export", "categories"]])
+def test_reader_closing_the_pipe_ends_quietly(shop: Shop, command: list[str]) -> None:
+    # dbcli table find ... | head -1: exit 0, nothing on stderr, and no hang (the open stream
+    # used to hold the connection lock that the rollback then waited for)
+    shop.execute("INSERT INTO categories (name) SELECT 'c' || g FROM generate_series(1, 100000) g")
+    proc = subprocess.Popen([sys.executable, "-m", "dbcli", "table", *command], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (0, b"")
 
 
 def test_injected_table_name_is_refused_and_table_intact(shop: Shop, cli: Any) -> None:

@@ -45,6 +45,17 @@ def test_driver_errors_become_dbcli_errors_after_rollback(shop: Shop, shop_cfg: 
     assert shop.scalar("SELECT count(*) FROM users") == 2
 
 
+def test_an_abandoned_result_stream_rolls_back_instead_of_hanging(shop: Shop, shop_cfg: Any) -> None:
+    # a reader that fails mid-stream (dbcli table find | head) left the cursor holding the
+    # connection lock, and the rollback waited for it forever
+    with pytest.raises(BrokenPipeError), UnitOfWork(shop_cfg) as uow:
+        uow.table("products").update([Filter("product_id", "=", "1")], {"stock": 42})
+        _, rows = uow.table("products").find([])
+        next(iter(rows))
+        raise BrokenPipeError
+    assert shop.query("SELECT stock FROM products WHERE product_id = 1") == [(5,)]
+
+
 def test_pooled_unit_of_work(shop: Shop, shop_cfg: Any) -> None:
     from dbcli.postgres import make_pool
 

@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (dbcli ... | head): not an error of ours
         _silence_stdout()
         return ExitCode.OK
+    except SystemExit as e:
+        if isinstance(e.__context__, BrokenPipeError):  # Click turns EPIPE into a silent exit 1
+            _silence_stdout()
+            return ExitCode.OK
+        raise
     except Exception as e:
         if debug:
             raise
