@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from dbcli import seed as seeding
 from dbcli.config import load_config
@@ -49,9 +50,9 @@ def docs(client: Any, db: str) -> dict[str, list[dict[str, Any]]]:
     return {name: list(client[db][name].find({}, {"_id": 0}).sort(key)) for name, key in keys.items()}
 
 
-def one(dsn: str, sql: str) -> Any:
+def one(dsn: str, query: Any) -> Any:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(sql).fetchone()[0]  # type: ignore[arg-type,index]
+        return conn.execute(query).fetchone()[0]  # type: ignore[index]
 
 
 # ---- determinism -------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def test_seed_respects_the_domain(schema_config_file: Path, pg_server: PgServer,
     assert result.stderr.startswith("seeded ")
     dsn = pg_server.conninfo(schema_db)
     for table, n in counts.items():
-        assert one(dsn, f"SELECT count(*) FROM {table}") == n
+        assert one(dsn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))) == n
     assert 0 < counts["user_profiles"] < 40  # the 1:1 profile is optional
     assert counts["addresses"] >= 40 and counts["order_items"] >= 120
     assert one(dsn, "SELECT count(*) FROM categories WHERE parent_id IS NULL") == 7
