@@ -174,7 +174,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # a SafeLoader subclass: still no tags beyond plain YAML (!!python/... is refused)
+        data = yaml.load(text, Loader=_unique_key_loader())
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path} line {e.line}: key {e.key!r} is given twice") from None
     except yaml.constructor.ConstructorError as e:
         line = f" line {e.problem_mark.line + 1}" if e.problem_mark else ""
         raise ConfigError(f"{path}{line}: tag not allowed ({e.problem})") from None
@@ -188,6 +191,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+def _unique_key_loader() -> type:
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -72,10 +72,14 @@ def ping_mongo(cfg: Config) -> Ping:
 
 
 def ping_all(cfg: Config) -> list[Ping]:
-    results = [ping_postgres(cfg)]
-    if cfg.mongo.configured:
-        results.append(ping_mongo(cfg))
-    return results
+    if not cfg.mongo.configured:
+        return [ping_postgres(cfg)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # side by side, so two unreachable servers cost one connect_timeout, not two
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pg, mg = pool.submit(ping_postgres, cfg), pool.submit(ping_mongo, cfg)
+        return [pg.result(), mg.result()]
 
 
 def wait(cfg: Config, timeout: float, *, on_retry: Any = None) -> list[Ping]:

@@ -89,6 +89,7 @@ def test_wrong_type(tmp_path: Path) -> None:
     ("postgres: {password: '${UNSET_VAR_X}'}\n", "UNSET_VAR_X is not set"),
     ("postgres: !!python/object:os.system {}\n", "tag not allowed"),
     ("- a list\n", "top level must be a mapping"),
+    ("postgres: {port: 1}\npostgres: {port: 2}\n", "line 2: key 'postgres' is given twice"),
 ])
 def test_bad_config_exits_3_with_one_line(tmp_path: Path, text: str, message: str) -> None:
     write(tmp_path / "dbcli.yaml", text)
