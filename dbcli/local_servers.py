@@ -20,8 +20,8 @@ def status(cfg: Config) -> list[dict[str, Any]]:
             "address": f"{pg.socket_dir}/.s.PGSQL.{pg.port}" if pg else None,
             "data_dir": str(pg_dir), "version": _pg_version(pg_dir),
         })
-    if cfg.mongo.embedded:
-        mg_dir = Path(cfg.mongo.data_dir)
+    mg_dir = Path(cfg.mongo.data_dir)
+    if cfg.mongo.embedded or local_mongo.running(mg_dir):  # `dbcli demo` may have started one
         mg = local_mongo.running(mg_dir)
         rows.append({
             "server": "mongo", "state": "running" if mg else "stopped",
@@ -40,6 +40,7 @@ def stop(cfg: Config) -> list[tuple[str, bool]]:
     done: list[tuple[str, bool]] = []
     if cfg.postgres.embedded:
         done.append(("postgres", local_pg.stop(Path(cfg.postgres.data_dir))))
-    if cfg.mongo.embedded:
-        done.append(("mongo", local_mongo.stop(Path(cfg.mongo.data_dir))))
+    mg_dir = Path(cfg.mongo.data_dir)
+    if cfg.mongo.embedded or local_mongo.running(mg_dir):  # `dbcli demo` may have started one
+        done.append(("mongo", local_mongo.stop(mg_dir)))
     return done

@@ -78,3 +78,21 @@ def test_local_mongo_embedded(tmp_path: Path, mongo_server: object) -> None:
         assert status["mongo"]["state"] == "running"
     finally:
         invoke(["local", "stop"])
+
+
+def test_local_stop_finds_a_mongo_started_without_mongo_config(tmp_path: Path, mongo_server: object) -> None:
+    # `dbcli demo` starts a local FerretDB for a profile that configures no MongoDB
+    binary = getattr(mongo_server, "binary", None)
+    if binary is None:
+        pytest.skip("needs a FerretDB binary (tests run against $DBCLI_TEST_MONGO_URI)")
+    write_config(tmp_path / "dbcli.yaml", {"mongo": {"embedded": True, "binary": binary}})
+    try:
+        assert invoke(["ping"]).exit_code == 0
+        write_config(tmp_path / "dbcli.yaml", {"postgres": {"embedded": True}})
+        status = {r["server"]: r for r in invoke(["local", "status", "-f", "json"]).json()}
+        assert status["mongo"]["state"] == "running"
+        assert "mongo: stopped" in invoke(["local", "stop"]).stderr
+        assert [r["server"] for r in invoke(["local", "status", "-f", "json"]).json()] == ["postgres"]
+    finally:
+        write_config(tmp_path / "dbcli.yaml", {"mongo": {"embedded": True, "binary": binary}})
+        invoke(["local", "stop"])
