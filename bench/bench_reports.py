@@ -194,9 +194,12 @@ def _check_same_output(cases: dict[str, list[str]], env: dict[str, str]) -> None
 
 def _measure(cases: dict[str, list[str]], env: dict[str, str], repeat: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):  # interleaved, so a noisy moment hits every case alike
-        for name, cmd in cases.items():
-            samples[name].append(_run(cmd, env)[0])
+    for i in range(repeat):
+        # interleaved, so a noisy moment hits every case alike; the order flips every round, so no
+        # case always runs first after the whole-table scan of the aggregating report
+        order = list(cases) if i % 2 == 0 else list(reversed(cases))
+        for name in order:
+            samples[name].append(_run(cases[name], env)[0])
     return {name: statistics.median(s) for name, s in samples.items()}
 
 

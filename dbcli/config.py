@@ -7,7 +7,6 @@ PostgreSQL. Profile: --profile NAME, $DBCLI_PROFILE, ``default_profile``, then t
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -167,15 +166,26 @@ def load_config(path: str | None = None, profile: str | None = None) -> Config:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from dbcli import yaml_cache
 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    data = yaml_cache.load(path, text, "config", lambda t: _parse_yaml(path, t), keep=_no_secret)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
     try:
         # a SafeLoader subclass: still no tags beyond plain YAML (!!python/... is refused)
-        data = yaml.load(text, Loader=_unique_key_loader())
+        return yaml.load(text, Loader=_unique_key_loader())
     except _DuplicateKey as e:
         raise ConfigError(f"{path} line {e.line}: key {e.key!r} is given twice") from None
     except yaml.constructor.ConstructorError as e:
@@ -186,11 +196,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}{where}: malformed YAML ({problem})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
+
+
+def _no_secret(data: Any) -> bool:
+    """True when the parsed config holds no secret itself (``${VAR}`` references are fine)."""
+    def refs_removed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: refs_removed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [refs_removed(v) for v in value]
+        return _VAR.sub("", value) if isinstance(value, str) else value
+
+    plain = refs_removed(data)
+    return redact(plain) == plain
 
 
 class _DuplicateKey(Exception):
@@ -227,6 +245,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _suggest(word: str, choices: Any) -> str | None:
+    import difflib
+
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}?" if close else None
 
@@ -371,16 +391,18 @@ def _with_password(uri: str, password: str) -> str:
 
 # ---- redaction -------------------------------------------------------------------------------
 
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
-_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_QUERY_SECRET = re.compile(r"(?P<pre>[?&](?:password|pass|secret|key)=)(?P<pw>[^&\s]+)", re.IGNORECASE)
+# Patterns as text: re compiles (and caches) them on first use, so a command that redacts
+# nothing does not pay for compiling them at start-up.
+_URL_PASSWORD = r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)"
+_KV_PASSWORD = r"(?i)(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)"
+_QUERY_SECRET = r"(?i)(?P<pre>[?&](?:password|pass|secret|key)=)(?P<pw>[^&\s]+)"
 
 
 def redact_text(text: str) -> str:
     """Mask passwords in URLs, libpq key=value strings and query parameters."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}" if m["pw"] else m[0], text)
-    text = _KV_PASSWORD.sub(lambda m: f"{m['pre']}***", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m['pre']}***", text)
+    text = re.sub(_URL_PASSWORD, lambda m: f"{m['pre']}***{m['post']}" if m["pw"] else m[0], text)
+    text = re.sub(_KV_PASSWORD, lambda m: f"{m['pre']}***", text)
+    return re.sub(_QUERY_SECRET, lambda m: f"{m['pre']}***", text)
 
 
 def redact(value: Any, key: str = "") -> Any:

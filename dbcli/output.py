@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import IO, Any
 
@@ -240,23 +240,37 @@ class Output:
 
     def _json_array(self, rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None,
                     extended: bool) -> int:
-        out, n = self.stdout, 0
-        out.write("[")
+        encode, n = _row_encoder(columns, extended), 0
+        chunk = ["["]
         for row in rows:
-            out.write(",\n" if n else "\n")
-            out.write(to_json(_pick(row, columns), extended=extended))
+            chunk.append(",\n" if n else "\n")
+            chunk.append(encode(row))
             n += 1
-        out.write("\n]\n" if n else "]\n")
-        out.flush()
+            if len(chunk) >= _CHUNK:
+                self._write_json(chunk)
+        chunk.append("\n]\n" if n else "]\n")
+        self._write_json(chunk)
+        self.stdout.flush()
         return n
 
     def _jsonl(self, rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None, extended: bool) -> int:
-        n = 0
+        encode, n = _row_encoder(columns, extended), 0
+        chunk: list[str] = []
         for row in rows:
-            self.stdout.write(to_json(_pick(row, columns), extended=extended) + "\n")
+            chunk.append(encode(row))
+            chunk.append("\n")
             n += 1
+            if len(chunk) >= _CHUNK:
+                self._write_json(chunk)
+        self._write_json(chunk)
         self.stdout.flush()
         return n
+
+    def _write_json(self, chunk: list[str]) -> None:
+        text = "".join(chunk)
+        chunk.clear()
+        # Decimals come out of the C encoder as marked strings; unmarked here, once per chunk
+        self.stdout.write(_DECIMAL_MARK.sub(r"\1", text) if "\\u0000D" in text else text)
 
     def _csv(self, rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None, extended: bool) -> int:
         writer = csv.writer(self.stdout, lineterminator="\n")
@@ -281,6 +295,44 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         for k in r:
             cols.setdefault(k, None)
     return list(cols)
+
+
+# Rows are encoded one by one (one per line) but written in chunks of this many pieces
+_CHUNK = 1024
+
+
+def _row_encoder(columns: Sequence[str] | None, extended: bool) -> Callable[[Mapping[str, Any]], str]:
+    """Encodes one row (restricted to ``columns``) to JSON, Decimals left marked for ``_write_json``."""
+    cols = tuple(columns) if columns is not None else None
+    if extended:
+        return lambda row: to_json(_pick(row, cols), extended=True)
+    fast = _c_encoder()
+
+    def encode(row: Mapping[str, Any]) -> str:
+        if cols is not None and not (type(row) is dict and tuple(row) == cols):
+            row = _pick(row, cols)
+        try:
+            return fast(row)
+        except ValueError:  # NaN or Infinity
+            out: list[str] = []
+            _encode(row, out)
+            return "".join(out)
+
+    return encode
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    # JSONEncoder.encode builds a new C encoder on every call, which costs more than encoding a
+    # short row; one encoder reused for every row halves the time of a large JSON output.
+    try:
+        from json.encoder import c_make_encoder, encode_basestring
+
+        if c_make_encoder is None:
+            return _ENCODER.encode
+        iterencode = c_make_encoder({}, _default, encode_basestring, None, ":", ",", False, False, False)
+    except (ImportError, TypeError):  # another Python's json internals
+        return _ENCODER.encode
+    return lambda value: "".join(iterencode(value, 0))
 
 
 def _pick(row: Mapping[str, Any], columns: Sequence[str] | None) -> Mapping[str, Any]:

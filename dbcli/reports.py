@@ -18,7 +18,6 @@ client-side ``post`` steps (rollup, ratio, sort, limit, funnel), ``id``, ``flatt
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 PLACEHOLDER = re.compile(r"%\((?P<name>[^)]*)\)s|%%|%")
 POST_STEPS = ("rollup", "ratio", "sort", "limit", "funnel")
 WRITING_STAGES = ("$out", "$merge")
-_RELATIVE = re.compile(r"^(?P<base>today|now)\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[dhm]))?$")
+_RELATIVE = r"^(?P<base>today|now)\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[dhm]))?$"  # compiled on use
 _TRUE = ("1", "true", "yes", "on", "y", "t")
 _FALSE = ("0", "false", "no", "off", "n", "f")
 
@@ -170,7 +169,7 @@ def _convert(kind: str, raw: Any, today: dt.date | None, bad: Any) -> Any:
 
 def _relative(text: str, today: dt.date | None) -> dt.date | dt.datetime | None:
     """``today``, ``today-30d``, ``now-2h``: relative dates are what cron jobs want (UTC)."""
-    m = _RELATIVE.match(text.lower())
+    m = re.match(_RELATIVE, text.lower())
     if not m:
         return None
     n = int(m["n"] or 0) * (-1 if m["sign"] == "-" else 1)
@@ -200,7 +199,7 @@ class Report:
     sources: tuple[str, ...]
     path: Path
     builtin: bool
-    digest: str  # of the file text: an edited report never reuses an old cache entry
+    text: str = field(default="", repr=False)  # the file's text, for ``digest``
     sql: str | None = None
     collection: str | None = None
     pipeline: list[Any] | None = None
@@ -208,6 +207,13 @@ class Report:
     id_field: str | None = None
     flatten: bool = False
     columns: tuple[str, ...] | None = None
+
+    @property
+    def digest(self) -> str:
+        """Of the file text: an edited report never reuses an old cache entry."""
+        import hashlib  # only when caching: OpenSSL's start-up costs ~9 ms
+
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -314,23 +320,29 @@ def get(cfg: Config, name: str) -> Report:
 
 
 def load_file(path: Path, *, builtin: bool) -> Report:
-    import yaml
+    from dbcli import yaml_cache
 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read report file {path}: {e.strerror}") from None
+    data = yaml_cache.load(path, text, "report", lambda t: _parse_yaml(path, t))
+    return parse(data, path, builtin=builtin, text=text)
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)  # a safe loader (the C one when built)
+        return yaml.load(text, Loader=loader)  # a safe loader (the C one when built)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: malformed report file ({getattr(e, 'problem', None) or e})") from None
-    return parse(data, path, builtin=builtin, digest=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
-def parse(data: Any, path: Path, *, builtin: bool, digest: str = "") -> Report:
+def parse(data: Any, path: Path, *, builtin: bool, text: str = "") -> Report:
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{path}: {message}")
 
@@ -361,7 +373,7 @@ def parse(data: Any, path: Path, *, builtin: bool, digest: str = "") -> Report:
         raise fail("sources must list the tables or collections the report reads")
     common: dict[str, Any] = {"name": name, "description": description.strip(), "target": target,
                               "params": params, "sources": tuple(sources), "path": path, "builtin": builtin,
-                              "digest": digest}
+                              "text": text}
     if target == "postgres":
         sql = data.get("sql")
         if not isinstance(sql, str) or not sql.strip():
