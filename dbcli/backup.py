@@ -74,7 +74,7 @@ def resolve_targets(cfg: Config, target: str) -> list[str]:
 def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: str | None = None,
            progress: Progress = _quiet, clock: Clock = utc_now) -> dict[str, Any]:
     """Write one complete, checksummed backup; returns its summary. Exit 75 if another run holds the lock."""
-    from dbcli import backup_mongo, backup_pg
+    from dbcli import backup_pg
 
     root = root or backup_store.root_dir(cfg)
     targets = resolve_targets(cfg, target)
@@ -94,6 +94,7 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
                            if key else None),
         }
         try:
+            known: dict[Path, str] = {}  # checksums computed along the way
             if "postgres" in targets:
                 res = backup_pg.dump(cfg, partial / "postgres", compression=level, key=key,
                                      progress=progress, pause=_pause)
@@ -103,7 +104,10 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
                     "consistency": "rows counted in the snapshot pg_dump used",
                     "tables": [t.as_dict() for t in res.tables],
                 }
+                known[res.file] = res.sha256
             if "mongo" in targets:
+                from dbcli import backup_mongo
+
                 name, server, colls = backup_mongo.dump(cfg, partial / "mongo", partial, compression=level,
                                                         key=key, progress=progress, pause=_pause)
                 manifest["mongo"] = {
@@ -112,9 +116,9 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
                     "collections": [vars(c) for c in colls],
                 }
             progress("computing checksums")
-            manifest["files"] = {str(p.relative_to(partial)): {"size": p.stat().st_size,
-                                                               "sha256": backup_store.sha256_file(p)}
-                                 for p in backup_store.data_files(partial)}
+            manifest["files"] = {str(p.relative_to(partial)): {
+                "size": p.stat().st_size, "sha256": known.get(p) or backup_store.sha256_file(p)}
+                for p in backup_store.data_files(partial)}
             manifest["status"] = "ok"
             finished = clock()
             manifest["finished_at"] = iso(finished)
@@ -262,10 +266,9 @@ def check_files(directory: Path, listed: dict[str, Any], result: Verification, *
     """Every listed file has its size and SHA-256; with ``strays``, nothing else is there."""
     for rel, meta in sorted(listed.items()):
         path = directory / rel
-        if not path.is_file():
-            result.add("checksum", rel, False, "missing")
-        elif path.stat().st_size != meta["size"]:
-            result.add("checksum", rel, False, f"size {path.stat().st_size}, manifest says {meta['size']}")
+        wrong = _size_problem(path, meta)
+        if wrong:
+            result.add("checksum", rel, False, wrong)
         elif backup_store.sha256_file(path) != meta["sha256"]:
             result.add("checksum", rel, False, "checksum mismatch")
         else:
@@ -274,6 +277,13 @@ def check_files(directory: Path, listed: dict[str, Any], result: Verification, *
         rel = str(path.relative_to(directory))
         if rel not in listed:
             result.add("checksum", rel, False, "file not in the manifest")
+
+
+def _size_problem(path: Path, meta: dict[str, Any]) -> str | None:
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    return None if size == meta["size"] else f"size {size}, manifest says {meta['size']}"
 
 
 def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = None, latest: bool = False,
@@ -348,10 +358,9 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
         try:
             _create_pg_database(cfg, scratch)
             try:
-                backup_pg.restore(cfg, directory / pg["file"], key=key, drop=False, dbname=scratch,
-                                  no_owner=True, progress=progress)
-                _compare(result, "restore-test", backup_pg.restored_counts(cfg, pg["tables"], dbname=scratch),
-                         lambda r: f"postgres {r['schema']}.{r['table']}")
+                done = backup_pg.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
+                                         dbname=scratch, no_owner=True, progress=progress)
+                _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
             finally:
                 _drop_pg_database(cfg, scratch)
         except DbcliError as e:
@@ -434,10 +443,16 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     key = _key_for(source_cfg, manifest)
     progress(f"checking {info.id} before restoring")
     check = Verification(info.id)
-    wanted = {manifest["postgres"]["file"]} if "postgres" in parts else set()
+    wanted = set()
     for c in (manifest.get("mongo") or {}).get("collections", []) if "mongo" in parts else []:
         wanted |= {c["bson_file"], c["metadata_file"]}
     check_files(info.path, {k: v for k, v in manifest["files"].items() if k in wanted}, check, strays=False)
+    if "postgres" in parts:
+        # the dump's size now; its checksum while pg_restore reads it, before anything is committed
+        dump = manifest["postgres"]["file"]
+        wrong = _size_problem(info.path / dump, manifest["files"][dump])
+        if wrong:
+            check.add("checksum", dump, False, wrong)
     if check.problems:
         raise CheckFailedError(f"backup {info.id} is damaged: {check.problems[0]}")
     # refuse before changing anything, whichever target is not empty
@@ -457,10 +472,17 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     try:
         if "postgres" in parts:
             pg = manifest["postgres"]
-            backup_pg.restore(target_cfg, info.path / pg["file"], key=key, drop=drop, no_owner=no_owner,
-                              progress=progress)
+            try:
+                done = backup_pg.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
+                                         tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
+                                         no_owner=no_owner, progress=progress)
+            except backup_pg.DamagedArchive as e:
+                raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
+                                       hint="nothing was restored") from None
             rows += [{"target": "postgres", "name": f"{r['schema']}.{r['table']}", "expected": r["expected"],
-                      "restored": r["actual"]} for r in backup_pg.restored_counts(target_cfg, pg["tables"])]
+                      "restored": r["actual"], "rolled_back": not done.committed} for r in done.counts]
+            if not done.committed:
+                return _checked(rows)  # the database is as it was: the mongo part is not started either
         if "mongo" in parts:
             mg = manifest["mongo"]
             backup_mongo.restore(target_cfg, info.path, mg["collections"], key=key, drop=drop, progress=progress)
@@ -468,6 +490,10 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
                       "restored": r["actual"]} for r in backup_mongo.restored_counts(target_cfg, mg["collections"])]
     except backup_crypto.DecryptError as e:
         raise CheckFailedError(f"backup {info.id}: {e}") from None
+    return _checked(rows)
+
+
+def _checked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         r["ok"] = r["expected"] == r["restored"]
     return rows

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -56,6 +58,7 @@ _ENV = {
 class Tools:
     pg_dump: Path
     pg_restore: Path
+    psql: Path
     version: str  # "18.6"
     major: int
 
@@ -78,6 +81,7 @@ class DumpResult:
     pg_dump_version: str
     file: Path
     tables: list[Table]
+    sha256: str  # of ``file``, computed while the archive was being checked
 
 
 # ---- tools -------------------------------------------------------------------------------------
@@ -93,8 +97,11 @@ def find_tools(cfg: Config) -> Tools:
         pg_dump = _embedded("pg_dump") or _on_path("pg_dump")
     sibling = pg_dump.with_name(pg_dump.name.replace("pg_dump", "pg_restore"))
     pg_restore = sibling if sibling.is_file() else (_embedded("pg_restore") or _on_path("pg_restore"))
+    psql = pg_restore.with_name(pg_restore.name.replace("pg_restore", "psql"))
+    if not psql.is_file():
+        psql = _embedded("psql") or _on_path("psql")
     version, major = tool_version(pg_dump)
-    return Tools(pg_dump=pg_dump, pg_restore=pg_restore, version=version, major=major)
+    return Tools(pg_dump=pg_dump, pg_restore=pg_restore, psql=psql, version=version, major=major)
 
 
 def _embedded(name: str) -> Path | None:
@@ -250,6 +257,8 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 code = _wait(proc, dest, f"postgres: dumping {database}", progress)
                 if pump:
                     pump.join()
+                # the file is complete: hash it while it is synced and its table of contents checked
+                digest = _FileDigest(dest)
             except BaseException:
                 proc.kill()
                 proc.wait()
@@ -273,17 +282,57 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
     check_archive(tools, dest, key, tables=[(s, n) for s, n, kind in tables if kind == "r"])
     return DumpResult(database=database, server_version=server_version, pg_dump_version=tools.version,
-                      file=dest, tables=counted)
+                      file=dest, tables=counted, sha256=digest.result())
 
 
 def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
     """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
-    while True:
-        try:
-            return proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
+    # a pidfd wakes us the moment pg_dump exits; Popen.wait(timeout) polls, up to 50 ms late
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while True:
+            if pidfd is not None:
+                if select.select([pidfd], [], [], 0.5)[0]:
+                    return proc.wait()
+            else:
+                try:
+                    return proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
             with suppress(OSError):
                 progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+class _FileDigest(threading.Thread):
+    """SHA-256 of a file, computed in the background (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.digest: str | None = None
+        self.error: OSError | None = None
+        self.start()
+
+    def run(self) -> None:
+        from dbcli.backup_store import sha256_file
+
+        try:
+            self.digest = sha256_file(self.path)
+        except OSError as e:
+            self.error = e
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.digest is not None
+        return self.digest
 
 
 class _Pump(threading.Thread):
@@ -377,50 +426,269 @@ def _run_restore_tool(tools: Tools, args: list[str], path: Path, key: bytes | No
         return code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
 
 
+# the objects whose presence makes a database "not empty" for a restore without --drop
+_NOT_EMPTY = """
+    SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+      AND (c.relkind IN ('v', 'm', 'S', 'f')
+           OR (c.relkind IN ('r', 'p') AND NOT EXISTS (
+                 SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                 AND d.objid = c.oid AND d.deptype = 'e')))
+    LIMIT 1"""
+
+
 def target_has_tables(conn: psycopg.Connection) -> bool:
-    return bool(user_tables(conn)) or bool(conn.execute(
-        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('v', 'm', 'S', 'f') AND n.nspname <> 'information_schema' "
-        "AND n.nspname NOT LIKE 'pg\\_%' LIMIT 1").fetchone())
+    return conn.execute(_NOT_EMPTY).fetchone() is not None
 
 
-def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, dbname: str | None = None,
-            no_owner: bool = False, progress: Progress) -> str:
-    """pg_restore the archive into the profile's database (or ``dbname``); returns the database name.
+class DamagedArchive(CheckFailedError):
+    """The archive failed its checksum or its decryption while being restored (nothing committed)."""
 
-    One transaction (``--single-transaction --exit-on-error``): a failed restore changes nothing.
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path.name}: {detail}")
+        self.detail = detail
+
+
+@dataclass
+class Restored:
+    database: str
+    counts: list[dict[str, Any]]  # {schema, table, expected, actual}: taken before the commit
+
+    @property
+    def committed(self) -> bool:
+        """A count that differs rolls the whole restore back."""
+        return all(c["expected"] == c["actual"] for c in self.counts)
+
+
+def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
+            sha256: str | None = None, dbname: str | None = None, no_owner: bool = False,
+            progress: Progress) -> Restored:
+    """Restore the archive into the profile's database (or ``dbname``) in one transaction.
+
+    ``pg_restore -f -`` turns the archive into SQL, which psql applies with ``--single-transaction``
+    between two pieces of our own SQL: first, in the same transaction, the emptiness check (unless
+    ``drop``) and the tool version check; last, the row count of every table in ``tables``
+    (manifest entries), still before the commit: a count that differs rolls everything back,
+    and counting rows this transaction wrote costs less than counting them after it. The archive's
+    ``sha256`` is checked while pg_restore reads it; the closing SQL (and so the commit) is only
+    sent once pg_restore has succeeded and the checksum matched, else psql is killed and the
+    server rolls back.
     """
     tools = find_tools(cfg)
-    with postgres.connect(cfg, autocommit=True, dbname=dbname) as conn, postgres.errors_translated(cfg):
-        target = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
-        server_major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000  # type: ignore[index]
-        if not drop and target_has_tables(conn):
-            raise ConflictError(f"postgres database {target} is not empty", hint="use --drop to replace its objects")
-    if tools.major < server_major:
-        raise ConfigError(f"pg_restore {tools.version} is older than the server (PostgreSQL {server_major})")
-    args = ["--single-transaction", "--exit-on-error", "--no-password", f"--dbname={target}"]
+    pg_args = ["--file=-", "--no-password"]
     if drop:
-        args += ["--clean", "--if-exists"]
+        pg_args += ["--clean", "--if-exists"]
     if no_owner:
-        args += ["--no-owner", "--no-privileges"]
-    progress(f"postgres: restoring into {target}")
-    with libpq_env(conn_params(cfg, dbname=dbname)) as env:
-        code, _out, stderr = _run_restore_tool(tools, args, path, key, env=env, capture=False)
-    if code != 0:
-        raise _failure("pg_restore", code, stderr)
-    return target
+        pg_args += ["--no-owner", "--no-privileges"]
+    psql_args = [str(tools.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
+                 "--set=ON_ERROR_STOP=1", "--single-transaction", "--file=-"]
+    head, tail = _opening_sql(tools.major, check_empty=not drop), _closing_sql(tables)
+    progress(f"postgres: restoring {path.name}")
+    with (libpq_env(conn_params(cfg, dbname=dbname)) as env, tempfile.TemporaryFile() as out,
+          tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
+        psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
+        reader = _ArchiveReader(path, key, sha256)
+        dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
+                                  stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=restore_err)
+        assert psql.stdin is not None and dumper.stdout is not None
+        try:
+            reader.start(dumper.stdin)
+            sent = _send(psql.stdin, head) and _forward(dumper.stdout, psql.stdin)
+            dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking on a full pipe
+            restore_code = dumper.wait()
+            reader.join()
+            problem = reader.problem()
+            if sent and restore_code == 0 and problem is None:
+                sent = _send(psql.stdin, tail)
+            else:
+                psql.kill()  # no COMMIT was sent: the server rolls the transaction back
+            with suppress(BrokenPipeError):
+                psql.stdin.close()
+            psql_code = psql.wait()
+        except BaseException:
+            for proc in (dumper, psql):
+                proc.kill()
+                proc.wait()
+            reader.join()
+            raise
+        restore_err.seek(0)
+        psql_err.seek(0)
+        out.seek(0)
+        restore_text = restore_err.read().decode(errors="replace")
+        psql_text = psql_err.read().decode(errors="replace")
+        lines = out.read().decode(errors="replace").splitlines()
+    if problem is not None:
+        raise problem  # a damaged archive, whatever else went wrong
+    if restore_code != 0 and sent:
+        raise _failure("pg_restore", restore_code, restore_text)
+    return _outcome(tools, psql_code, psql_text, lines)
 
 
-def restored_counts(cfg: Config, tables: list[dict[str, Any]], dbname: str | None = None) -> list[dict[str, Any]]:
-    """Each manifest table with the rows now in the target: {schema, table, expected, actual}."""
-    import psycopg
+def _outcome(tools: Tools, code: int, stderr: str, lines: list[str]) -> Restored:
+    import json
 
-    out = []
-    with postgres.connect(cfg, autocommit=True, dbname=dbname) as conn:
-        for t in tables:
+    database = next((line[len("dbcli:target:"):] for line in lines if line.startswith("dbcli:target:")), "?")
+    counts = next((json.loads(line[len("dbcli:counts:"):]) for line in lines if line.startswith("dbcli:counts:")),
+                  None)
+    if "dbcli:not-empty" in stderr:
+        raise ConflictError(f"postgres database {database} is not empty", hint="use --drop to replace its objects")
+    found = re.search(r"dbcli:server-newer:(\d+)", stderr)
+    if found:
+        raise ConfigError(f"pg_restore {tools.version} is older than the server "
+                          f"(PostgreSQL {int(found.group(1)) // 10000})")
+    if counts is not None and "dbcli:count-mismatch" in stderr:
+        return Restored(database, counts)  # rolled back; the caller reports the counts (exit 8)
+    if code != 0 or counts is None:
+        raise _failure("psql", code, re.sub(r"(?m)^psql:<stdin>:\d+: ", "", stderr))
+    return Restored(database, counts)
+
+
+def _opening_sql(tools_major: int, *, check_empty: bool) -> bytes:
+    from psycopg import sql
+
+    return sql.SQL("""
+SELECT 'dbcli:target:' || current_database();
+DO $dbcli$
+BEGIN
+  IF current_setting('server_version_num')::int / 10000 > {major} THEN
+    RAISE EXCEPTION 'dbcli:server-newer:%', current_setting('server_version_num');
+  END IF;
+  IF {check_empty} AND EXISTS ({not_empty}) THEN
+    RAISE EXCEPTION 'dbcli:not-empty';
+  END IF;
+END
+$dbcli$;
+""").format(major=sql.Literal(tools_major), check_empty=sql.Literal(check_empty),
+            not_empty=sql.SQL(_NOT_EMPTY)).as_string(None).encode()
+
+
+def _closing_sql(tables: list[dict[str, Any]]) -> bytes:
+    import json
+
+    from psycopg import sql
+
+    expected = json.dumps([{"schema": t["schema"], "table": t["table"], "expected": t["rows"]} for t in tables])
+    return sql.SQL("""
+CREATE TEMPORARY TABLE dbcli_restore_counts ON COMMIT DROP AS
+  SELECT x.schema, x."table", x.expected, NULL::bigint AS actual
+  FROM json_to_recordset({expected}::json) AS x(schema text, "table" text, expected bigint);
+DO $dbcli$
+DECLARE
+  t record;
+  n bigint;
+BEGIN
+  FOR t IN SELECT schema, "table" FROM pg_temp.dbcli_restore_counts LOOP
+    IF to_regclass(format('%I.%I', t.schema, t."table")) IS NOT NULL THEN
+      EXECUTE format('SELECT count(*) FROM %I.%I', t.schema, t."table") INTO n;
+      UPDATE pg_temp.dbcli_restore_counts SET actual = n WHERE schema = t.schema AND "table" = t."table";
+    END IF;
+  END LOOP;
+END
+$dbcli$;
+SELECT 'dbcli:counts:' || coalesce(jsonb_agg(c ORDER BY c.schema, c."table"), '[]')::text
+  FROM pg_temp.dbcli_restore_counts c;
+DO $dbcli$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_temp.dbcli_restore_counts WHERE actual IS DISTINCT FROM expected) THEN
+    RAISE EXCEPTION 'dbcli:count-mismatch';
+  END IF;
+END
+$dbcli$;
+""").format(expected=sql.Literal(expected)).as_string(None).encode()
+
+
+def _send(sink: IO[bytes], data: bytes) -> bool:
+    """Write to psql; False when psql is gone (it stopped on an error, reported from its stderr)."""
+    try:
+        sink.write(data)
+        sink.flush()
+        return True
+    except BrokenPipeError:
+        return False
+
+
+def _forward(source: IO[bytes], sink: IO[bytes]) -> bool:
+    """pg_restore's SQL into psql until EOF (spliced in the kernel where it can); False if psql left."""
+    src, dst = source.fileno(), sink.fileno()
+    try:
+        if hasattr(os, "splice"):
             try:
-                actual: int | None = count_rows(conn, t["schema"], t["table"])
-            except psycopg.errors.UndefinedTable:
-                actual = None
-            out.append({"schema": t["schema"], "table": t["table"], "expected": t["rows"], "actual": actual})
-    return out
+                while os.splice(src, dst, 1 << 20):
+                    pass
+                return True
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+        while block := os.read(src, 1 << 20):
+            view = memoryview(block)
+            while view:
+                view = view[os.write(dst, view):]
+        return True
+    except BrokenPipeError:
+        return False
+
+
+class _ArchiveReader:
+    """Checks the archive's SHA-256 while pg_restore reads it; when encrypted, decrypts it into
+    pg_restore's stdin on the way (AES-GCM also authenticates every chunk)."""
+
+    def __init__(self, path: Path, key: bytes | None, sha256: str | None) -> None:
+        import hashlib
+
+        self.path, self.key, self.expected = path, key, sha256
+        self.hash = hashlib.sha256()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, sink: IO[bytes] | None) -> None:
+        if self.key is None and self.expected is None:
+            return
+        self.thread = threading.Thread(target=self._run, args=(sink,), daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def problem(self) -> BaseException | None:
+        if self.error is not None:
+            if isinstance(self.error, backup_crypto.DecryptError):
+                return DamagedArchive(self.path, str(self.error))
+            return self.error
+        if self.expected is not None and self.hash.hexdigest() != self.expected:
+            return DamagedArchive(self.path, "checksum mismatch")
+        return None
+
+    def _run(self, sink: IO[bytes] | None) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                if self.key is None or sink is None:
+                    while block := fh.read(1 << 20):
+                        self.hash.update(block)
+                    return
+                feeding = True
+                for chunk in backup_crypto.decrypt_chunks(_Hashing(fh, self.hash), self.key):
+                    if feeding:
+                        try:
+                            sink.write(chunk)
+                        except BrokenPipeError:
+                            feeding = False  # pg_restore failed; its own error is reported
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+        finally:
+            if sink is not None:
+                with suppress(BrokenPipeError):
+                    sink.close()
+
+
+class _Hashing:
+    """A reader that hashes what passes through it."""
+
+    def __init__(self, fh: IO[bytes], digest: Any) -> None:
+        self.fh, self.digest = fh, digest
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.digest.update(data)
+        return data

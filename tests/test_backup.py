@@ -174,7 +174,9 @@ def test_restore_count_mismatch_exits_8(cli: Any, made_backup: MadeBackup, tmp_p
     result = cli("-p", "src", "backup", "restore", made_backup.id, "--dir", str(root), "--profile", "dst",
                  "--target", "postgres", "-f", "json")
     assert result.exit_code == 8
-    assert result.stderr == "Error: 1 count(s) differ after restoring: postgres public.orders has 25, the backup 26\n"
+    assert result.stderr == ("Error: 1 count(s) differ after restoring: postgres public.orders has 25, the backup 26; "
+                             "the postgres restore was rolled back\n")
+    assert _pg_counts(pg_server, empty_target[0]) == {}  # counted before the commit, which never came
     verify = cli("backup", "verify", made_backup.id, "--dir", str(root), "--restore-test")
     assert verify.exit_code == 8
     assert verify.stderr == (f"Error: backup {made_backup.id} failed verification: postgres public.orders: "
@@ -365,3 +367,82 @@ def test_demo_step(seeded: Any) -> None:
     assert checks and all(c["ok"] for c in checks)
     assert "backup: creating a backup of the demo data" in err.getvalue()
     assert os.listdir(seeded.data_dir / "backups")
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_restore_of_a_damaged_dump_changes_nothing(cli: Any, request: pytest.FixtureRequest, tmp_path: Path,
+                                                   empty_target: tuple[str, str], pg_server: PgServer,
+                                                   mongo_server: MongoServer, where: str, encrypted: bool) -> None:
+    """The checksum is checked while pg_restore reads the dump: the commit waits for it."""
+    made: MadeBackup = request.getfixturevalue("made_encrypted_backup" if encrypted else "made_backup")
+    root = made.copy_to(tmp_path)
+    rel = _file_of(made, "pg_dump", encrypted)
+    _flip(root / made.id / rel, where)
+    _two_profiles(tmp_path, pg_server, (made.pg_db, made.mongo_db), empty_target, mongo_server,
+                  extra={"backup": made.settings.get("backup", {})})
+    result = cli("-p", "src", "backup", "restore", made.id, "--dir", str(root), "--profile", "dst")
+    assert result.exit_code == 8
+    detail = "checksum mismatch" if not encrypted else ""
+    assert result.stderr.startswith(f"Error: backup {made.id} is damaged: {rel}: {detail}")
+    assert result.stderr.endswith("(hint: nothing was restored)\n")
+    assert _pg_counts(pg_server, empty_target[0]) == {}
+    assert _mongo_counts(mongo_server, empty_target[1]) == {}
+
+
+def test_restore_failing_half_way_is_rolled_back(cli: Any, made_backup: MadeBackup, tmp_path: Path,
+                                                 empty_target: tuple[str, str], pg_server: PgServer,
+                                                 mongo_server: MongoServer) -> None:
+    """A dump cut short (its checksum 'fixed' to match) makes pg_restore fail: nothing is committed."""
+    from dbcli import backup_store
+
+    root = made_backup.copy_to(tmp_path)
+    path = root / made_backup.id
+    rel = _file_of(made_backup, "pg_dump", False)
+    data = (path / rel).read_bytes()
+    (path / rel).write_bytes(data[: len(data) // 2])
+    manifest = backup_store.read_manifest(path)
+    manifest["files"][rel] = {"size": (path / rel).stat().st_size, "sha256": backup_store.sha256_file(path / rel)}
+    backup_store.write_manifest(path, {k: v for k, v in manifest.items() if k != "checksum"})
+    _two_profiles(tmp_path, pg_server, (made_backup.pg_db, made_backup.mongo_db), empty_target, mongo_server)
+    result = cli("-p", "src", "backup", "restore", made_backup.id, "--dir", str(root), "--profile", "dst",
+                 "--target", "postgres")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: pg_restore failed (exit 1): ")
+    assert _pg_counts(pg_server, empty_target[0]) == {}
+
+
+def test_emptiness_is_checked_again_inside_the_restore_transaction(made_backup: MadeBackup, tmp_path: Path,
+                                                                   pg_server: PgServer) -> None:
+    """The library call alone (no CLI pre-check) refuses a non-empty target: no race with a writer."""
+    from dbcli import backup_pg, backup_store
+    from dbcli.config import load_config
+    from dbcli.errors import ConflictError
+
+    root = made_backup.copy_to(tmp_path)
+    manifest = backup_store.read_manifest(root / made_backup.id)
+    pg = manifest["postgres"]
+    before = _pg_counts(pg_server, made_backup.pg_db)
+    with pytest.raises(ConflictError, match=f"postgres database {made_backup.pg_db} is not empty"):
+        backup_pg.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
+                          tables=pg["tables"], progress=lambda _: None)
+    assert _pg_counts(pg_server, made_backup.pg_db) == before
+
+
+def test_pg_restore_older_than_the_server_is_refused(made_backup: MadeBackup, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     empty_target: tuple[str, str], pg_server: PgServer) -> None:
+    from dataclasses import replace
+
+    from dbcli import backup_pg, backup_store
+    from dbcli.config import load_config
+    from dbcli.errors import ConfigError
+
+    real = backup_pg.find_tools
+    monkeypatch.setattr(backup_pg, "find_tools", lambda cfg: replace(real(cfg), version="17.0", major=17))
+    root = made_backup.copy_to(tmp_path)
+    pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
+    with pytest.raises(ConfigError, match=r"pg_restore 17.0 is older than the server \(PostgreSQL 18\)"):
+        backup_pg.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
+                          tables=pg["tables"], dbname=empty_target[0], progress=lambda _: None)
+    assert _pg_counts(pg_server, empty_target[0]) == {}

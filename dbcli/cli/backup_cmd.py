@@ -145,8 +145,9 @@ def restore(
     bad = backup.mismatches(rows)
     if bad:
         first = bad[0]
+        undone = "; the postgres restore was rolled back" if first.get("rolled_back") else ""
         raise CheckFailedError(f"{len(bad)} count(s) differ after restoring: {first['target']} {first['name']} "
-                               f"has {first['restored']}, the backup {first['expected']}")
+                               f"has {first['restored']}, the backup {first['expected']}{undone}")
 
 
 @app.command("prune")
