@@ -455,11 +455,12 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             check.add("checksum", dump, False, wrong)
     if check.problems:
         raise CheckFailedError(f"backup {info.id} is damaged: {check.problems[0]}")
-    # refuse before changing anything, whichever target is not empty
+    # refuse before changing anything, whichever target is not empty (PostgreSQL checks again
+    # inside its restore transaction, which is enough when it is the only target)
     if not drop:
         from dbcli import postgres
 
-        if "postgres" in parts:
+        if "postgres" in parts and "mongo" in parts:
             with postgres.connect(target_cfg, autocommit=True) as conn, postgres.errors_translated(target_cfg):
                 if backup_pg.target_has_tables(conn):
                     db = conn.info.dbname

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -487,30 +487,39 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     with (libpq_env(conn_params(cfg, dbname=dbname)) as env, tempfile.TemporaryFile() as out,
           tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
         psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
+        assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
-        dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
-                                  stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=restore_err)
-        assert psql.stdin is not None and dumper.stdout is not None
+        restore_code, problem = 0, None
         try:
-            reader.start(dumper.stdin)
-            sent = _send(psql.stdin, head) and _forward(dumper.stdout, psql.stdin)
-            dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking on a full pipe
-            restore_code = dumper.wait()
-            reader.join()
-            problem = reader.problem()
-            if sent and restore_code == 0 and problem is None:
-                sent = _send(psql.stdin, tail)
-            else:
-                psql.kill()  # no COMMIT was sent: the server rolls the transaction back
+            sent = _send(psql.stdin, head)  # small: it fits in the pipe even before psql reads it
+            if sent:
+                # pg_restore writes straight into psql's stdin. This process keeps its own end of
+                # that pipe open, so psql sees no end of input until the closing SQL has followed.
+                dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
+                                          stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+                                          stdout=psql.stdin, stderr=restore_err)
+                try:
+                    reader.start(dumper.stdin)
+                    restore_code = dumper.wait()
+                finally:
+                    if dumper.poll() is None:
+                        dumper.kill()
+                        dumper.wait()
+                    reader.join()
+                problem = reader.problem()
+                restore_err.seek(0)
+                if restore_code == -signal.SIGPIPE or b"Broken pipe" in restore_err.read():
+                    sent = False  # psql stopped reading: it failed, and its stderr says why
+                elif restore_code == 0 and problem is None:
+                    sent = _send(psql.stdin, tail)
+                else:
+                    psql.kill()  # no COMMIT was sent: the server rolls the transaction back
             with suppress(BrokenPipeError):
                 psql.stdin.close()
             psql_code = psql.wait()
         except BaseException:
-            for proc in (dumper, psql):
-                proc.kill()
-                proc.wait()
-            reader.join()
+            psql.kill()
+            psql.wait()
             raise
         restore_err.seek(0)
         psql_err.seek(0)
@@ -521,7 +530,8 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     if problem is not None:
         raise problem  # a damaged archive, whatever else went wrong
     if restore_code != 0 and sent:
-        raise _failure("pg_restore", restore_code, restore_text)
+        # writing SQL to a pipe, pg_restore only fails on its input: the archive is unreadable
+        raise DamagedArchive(path, f"pg_restore cannot read it: {_last_line(restore_text)}")
     return _outcome(tools, psql_code, psql_text, lines)
 
 
@@ -603,27 +613,6 @@ def _send(sink: IO[bytes], data: bytes) -> bool:
     try:
         sink.write(data)
         sink.flush()
-        return True
-    except BrokenPipeError:
-        return False
-
-
-def _forward(source: IO[bytes], sink: IO[bytes]) -> bool:
-    """pg_restore's SQL into psql until EOF (spliced in the kernel where it can); False if psql left."""
-    src, dst = source.fileno(), sink.fileno()
-    try:
-        if hasattr(os, "splice"):
-            try:
-                while os.splice(src, dst, 1 << 20):
-                    pass
-                return True
-            except OSError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOSYS):
-                    raise
-        while block := os.read(src, 1 << 20):
-            view = memoryview(block)
-            while view:
-                view = view[os.write(dst, view):]
         return True
     except BrokenPipeError:
         return False

@@ -53,6 +53,7 @@ class Param:
     max: Any = None
     choices: tuple[Any, ...] | None = None
     description: str = ""
+    not_before: str | None = None  # another parameter this one may not precede (to >= from)
 
     def summary(self) -> str:
         """``user_id:int`` / ``limit:int=10`` / ``from:date=today-30d``."""
@@ -71,6 +72,8 @@ class Param:
                 out[key] = _show(getattr(self, key))
         if self.choices is not None:
             out["choices"] = [_show(c) for c in self.choices]
+        if self.not_before:
+            out["not_before"] = self.not_before
         if self.description:
             out["description"] = self.description
         return out
@@ -246,6 +249,11 @@ class Report:
                 values[p.name] = p.convert(p.default, self.name, today)
             else:
                 values[p.name] = None
+        for p in self.params:
+            if p.not_before and values[p.name] is not None and values[p.not_before] is not None \
+                    and values[p.name] < values[p.not_before]:
+                raise InvalidInputError(f"report {self.name!r}: parameter {p.name!r} ({_show(values[p.name])}) "
+                                        f"is before {p.not_before!r} ({_show(values[p.not_before])})")
         return values
 
     def as_record(self) -> dict[str, Any]:
@@ -368,6 +376,11 @@ def parse(data: Any, path: Path, *, builtin: bool, text: str = "") -> Report:
     names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise fail("a parameter is declared twice")
+    for p in params:
+        other = next((q for q in params if q.name == p.not_before), None) if p.not_before else p
+        if other is None or other.type != p.type:
+            raise fail(f"parameter {p.name!r}: not_before names {p.not_before!r}, which is not a parameter "
+                       f"of type {p.type}")
     sources = data.get("sources")
     if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
         raise fail("sources must list the tables or collections the report reads")
@@ -415,7 +428,8 @@ def parse(data: Any, path: Path, *, builtin: bool, text: str = "") -> Report:
 def _parse_param(raw: Any, fail: Any) -> Param:
     if not isinstance(raw, dict):
         raise fail("each parameter must be a mapping with name and type")
-    unknown = sorted(set(raw) - {"name", "type", "default", "required", "min", "max", "choices", "description"})
+    unknown = sorted(set(raw) - {"name", "type", "default", "required", "min", "max", "choices", "description",
+                                 "not_before"})
     if unknown:
         raise fail(f"parameter key {unknown[0]!r} is not known")
     name, kind = raw.get("name"), raw.get("type", "str")
@@ -431,11 +445,14 @@ def _parse_param(raw: Any, fail: Any) -> Param:
     choices = raw.get("choices")
     if choices is not None and not isinstance(choices, list):
         raise fail(f"parameter {name!r}: choices must be a list")
+    not_before = raw.get("not_before")
+    if not_before is not None and (not isinstance(not_before, str) or not_before == name):
+        raise fail(f"parameter {name!r}: not_before must name another parameter")
     param = Param(name=name, type=kind, required=bool(raw.get("required", False)),
                   min=typed("min", raw["min"]) if raw.get("min") is not None else None,
                   max=typed("max", raw["max"]) if raw.get("max") is not None else None,
                   choices=tuple(typed("choices", c) for c in choices) if choices is not None else None,
-                  description=str(raw.get("description") or ""))
+                  description=str(raw.get("description") or ""), not_before=not_before)
     default = raw.get("default")
     if default is not None:
         typed("default", default)  # relative dates (today-30d) are resolved again on every run

@@ -407,8 +407,9 @@ def test_restore_failing_half_way_is_rolled_back(cli: Any, made_backup: MadeBack
     _two_profiles(tmp_path, pg_server, (made_backup.pg_db, made_backup.mongo_db), empty_target, mongo_server)
     result = cli("-p", "src", "backup", "restore", made_backup.id, "--dir", str(root), "--profile", "dst",
                  "--target", "postgres")
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: pg_restore failed (exit 1): ")
+    assert result.exit_code == 8
+    assert result.stderr == (f"Error: backup {made_backup.id} is damaged: {rel}: pg_restore cannot read it: "
+                             "could not read from input file: end of file (hint: nothing was restored)\n")
     assert _pg_counts(pg_server, empty_target[0]) == {}
 
 

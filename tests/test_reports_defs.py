@@ -100,6 +100,12 @@ def test_same_name_twice_in_user_dir_exits_3(team_dir: Path) -> None:
      "parameter 'n': default '0' is outside its min, max or choices"),
     ({"name": "other", "target": "postgres", "sources": ["t"], "sql": "SELECT 1"},
      "name 'other' must match the file name 'bad'"),
+    ({"target": "postgres", "sources": ["t"], "sql": "SELECT 1",
+      "params": [{"name": "a", "type": "date"}, {"name": "b", "type": "int", "not_before": "a"}]},
+     "parameter 'b': not_before names 'a', which is not a parameter of type int"),
+    ({"target": "postgres", "sources": ["t"], "sql": "SELECT 1",
+      "params": [{"name": "b", "type": "date", "not_before": "b"}]},
+     "parameter 'b': not_before must name another parameter"),
 ])
 def test_malformed_user_report_exits_3(team_dir: Path, fields: dict[str, Any], message: str) -> None:
     path = team_dir / "bad.yaml"
@@ -156,6 +162,15 @@ def test_bad_parameters_exit_5_naming_them(args: list[str], message: str) -> Non
     result = invoke(["report", "run", "user-orders", *args])
     assert result.exit_code == 5
     assert result.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.parametrize("name", ["revenue-by-category", "daily-active-users", "payment-reconciliation"])
+def test_a_reversed_date_range_exits_5(name: str) -> None:
+    result = invoke(["report", "run", name, "-P", "from=2024-03-01", "-P", "to=2024-02-01"])
+    assert (result.exit_code, result.stderr) == (5, f"Error: report {name!r}: parameter 'to' (2024-02-01) is "
+                                                    "before 'from' (2024-03-01)\n")
+    same_day = invoke(["report", "explain", name, "-P", "from=2024-03-01", "-P", "to=2024-03-01"])
+    assert "is before" not in same_day.stderr
 
 
 def test_bad_date_and_decimal_exit_5() -> None:

@@ -114,11 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app([name] if known and name is not None else None)
         result = app(args=args, prog_name="dbcli", standalone_mode=False)
     except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
-        show = getattr(e, "show", None)
-        if show:
-            show()
-        else:
-            _print_error(e.format_message(), None)
+        # one line, like every other error (Click's own form is Usage / Try / Error on three)
+        ctx = getattr(e, "ctx", None)
+        _print_error(e.format_message(), f"see {ctx.command_path} --help" if ctx is not None else None)
         return int(getattr(e, "exit_code", ExitCode.USAGE))
     except (typer.Abort, KeyboardInterrupt):
         print("Error: interrupted", file=sys.stderr)
