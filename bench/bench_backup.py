@@ -181,6 +181,24 @@ def main() -> None:
             backups = sorted(p.name for p in (work / f"backups-{level}").iterdir() if not p.name.startswith("."))
             latest[level] = backups[-1]
 
+        # the cron line as typed: `pg_dump -Fc` at its default compression (zlib's default level)
+        # against `dbcli backup create` at its default (backup.compression unset: level 1)
+        typed_cfg = work / "dbcli-default.yaml"
+        typed_cfg.write_text(yaml.safe_dump({
+            "postgres": {"host": conninfo["host"], "port": int(conninfo["port"]), "user": conninfo["user"],
+                         "dbname": "bench"},
+            "backup": {"dir": str(work / "backups-default")}}))
+        bare, ours = [], []
+        for i in range(args.repeat):
+            for who in ("bare", "ours") if i % 2 == 0 else ("ours", "bare"):
+                if who == "bare":
+                    bare.append(timed([pg_dump, "-Fc", "-d", "bench", "-f", str(work / "bare-default.dump")], env))
+                else:
+                    ours.append(timed([*dbcli, "-c", str(typed_cfg), "-q", "backup", "create", "--target",
+                                       "postgres"], dbcli_env))
+        print(f"\nAs typed, each at its default compression: pg_dump -Fc {median(bare):.2f} s, dbcli backup "
+              f"create {median(ours):.2f} s, ratio {median(ours) / median(bare):.2f}")
+
         print("\n| level | pg_restore (s) | dbcli backup restore (s) | ratio | client CPU (s) bare / dbcli |")
         print("|---|---|---|---|---|")
         import psycopg
