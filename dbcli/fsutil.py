@@ -15,11 +15,12 @@ def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
                  encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
     """Write to ``path`` atomically. On any exception the target is left untouched."""
     target = Path(path)
-    if target.is_dir():
+    if target.is_dir() or not target.parent.is_dir():
         from dbcli.errors import InvalidInputError
 
-        raise InvalidInputError(f"cannot write {path}: it is a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
+        # like a shell redirection: a mistyped directory is an error, not a new directory tree
+        raise InvalidInputError(f"cannot write {path}: it is a directory" if target.is_dir()
+                                else f"cannot write {path}: no directory {target.parent}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         if not private:

@@ -154,6 +154,7 @@ def test_export_to_file_is_atomic_and_round_trips(cfg_file: Path, cli: Cli, tmp_
     docs = [{"_id": ObjectId(), "n": Int64(2**40), "at": dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
              "sub": {"k": [1, {"z": None}]}, "s": "é"} for _ in range(5)]
     coll_db.src.insert_many(docs)
+    (tmp_path / "out").mkdir()
     res = cli("collection", "export", "src", "--canonical", "-o", "out/src.jsonl")
     assert res.exit_code == 0, res.stderr
     assert res.stderr == "exported 5 document(s) from src to out/src.jsonl\n"

@@ -217,3 +217,11 @@ def test_library_import_and_export(shop_cfg: Any, tmp_path: Path) -> None:
         buf = io.BytesIO()
         assert export_table(uow, "categories", buf, fmt="jsonl", columns=["name"], order_by=["name"]) == 2
     assert buf.getvalue() == b'{"name":"Kitchen"}\n{"name":"Lighting"}\n'
+
+
+def test_export_into_a_missing_directory_is_invalid_input(shop: Shop, cli: Any, tmp_path: Path) -> None:
+    target = tmp_path / "typo" / "out.csv"
+    result = cli("table", "export", "products", "-o", str(target))
+    assert result.exit_code == 5
+    assert result.stderr == f"Error: cannot write {target}: no directory {target.parent}\n"
+    assert not target.parent.exists()  # like a shell redirection: no directory tree made up
