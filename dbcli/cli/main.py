@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         name = command_name(args)
         known = name in GROUPS or name in COMMANDS
-        app = build_app([name] if known and name is not None else None)
+        if name is None and "--version" in args:
+            app = build_app([])  # the eager --version callback needs no command group
+        else:
+            app = build_app([name] if known and name is not None else None)
         result = app(args=args, prog_name="dbcli", standalone_mode=False)
     except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
         # one line, like every other error (Click's own form is Usage / Try / Error on three)
