@@ -41,8 +41,9 @@ def _pause(stage: str) -> None:
     """Test hook: with DBCLI_BACKUP_TEST_PAUSE=<stage>, stop at that stage for a while.
 
     Stages: ``locked`` (lock taken), ``pg_dump`` (pg_dump running, rows counted), ``mongo`` (first
-    document of a collection written), ``manifest`` (manifest written, not yet renamed). The tests use
-    it to SIGKILL a create at a known point and to hold the lock; it prints a line to stderr first.
+    document of a collection written), ``manifest`` (manifest written, not yet renamed),
+    ``pg_restore`` (a restore's first block of SQL sent to psql). The tests use it to SIGKILL a
+    create or restore at a known point and to hold the lock; it prints a line to stderr first.
     Seconds: DBCLI_BACKUP_TEST_PAUSE_SECONDS (default 30).
     """
     if os.environ.get("DBCLI_BACKUP_TEST_PAUSE") == stage:
@@ -476,7 +477,7 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             try:
                 done = backup_pg.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
                                          tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
-                                         no_owner=no_owner, progress=progress)
+                                         no_owner=no_owner, progress=progress, pause=_pause)
             except backup_pg.DamagedArchive as e:
                 raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
                                        hint="nothing was restored") from None

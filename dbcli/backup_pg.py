@@ -14,7 +14,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -186,7 +185,9 @@ def _pgpass_escape(value: str) -> str:
 
 def _failure(tool: str, code: int, stderr: str) -> DbcliError:
     lines = [line for line in redact_text(stderr).splitlines() if line.strip()]
-    reason = lines[-1] if lines else "no message"
+    # the error itself, not the HINT/CONTEXT/DETAIL lines or warnings around it
+    errors = [line for line in lines if re.search(r"\b(ERROR|FATAL|PANIC|error):", line)]
+    reason = (errors or lines or ["no message"])[-1]
     reason = re.sub(r"^(pg_dump|pg_restore): (error: )?", "", reason)
     if "connection to server" in stderr or "could not connect" in stderr:
         return UnreachableError(f"{tool} could not connect: {reason}")
@@ -462,26 +463,27 @@ class Restored:
 
 def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
             sha256: str | None = None, dbname: str | None = None, no_owner: bool = False,
-            progress: Progress) -> Restored:
+            progress: Progress, pause: Callable[[str], None] = lambda _stage: None) -> Restored:
     """Restore the archive into the profile's database (or ``dbname``) in one transaction.
 
-    ``pg_restore -f -`` turns the archive into SQL, which psql applies with ``--single-transaction``
-    between two pieces of our own SQL: first, in the same transaction, the emptiness check (unless
-    ``drop``) and the tool version check; last, the row count of every table in ``tables``
-    (manifest entries), still before the commit: a count that differs rolls everything back,
-    and counting rows this transaction wrote costs less than counting them after it. The archive's
-    ``sha256`` is checked while pg_restore reads it; the closing SQL (and so the commit) is only
-    sent once pg_restore has succeeded and the checksum matched, else psql is killed and the
-    server rolls back.
+    ``pg_restore --single-transaction -f -`` turns the archive into one transaction's SQL, which
+    psql applies between two pieces of our own: first ``BEGIN`` and, inside the transaction, the
+    emptiness check (unless ``drop``) and the tool version check; last, the row count of every
+    table in ``tables`` (manifest entries), then ``COMMIT``. The script's own final COMMIT is held
+    back and dropped on the way, so the counts run before the commit: a count that differs rolls
+    everything back, and counting rows this transaction wrote costs less than counting them after.
+    The archive's ``sha256`` is checked while pg_restore reads it. The closing SQL, and with it the
+    COMMIT, is only sent once pg_restore has succeeded and the checksum matched; a psql whose input
+    just ends (this process killed, say) never commits, and the server rolls back.
     """
     tools = find_tools(cfg)
-    pg_args = ["--file=-", "--no-password"]
+    pg_args = ["--file=-", "--no-password", "--single-transaction"]  # one transaction: no BEGIN/COMMIT per large object
     if drop:
         pg_args += ["--clean", "--if-exists"]
     if no_owner:
         pg_args += ["--no-owner", "--no-privileges"]
     psql_args = [str(tools.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
-                 "--set=ON_ERROR_STOP=1", "--single-transaction", "--file=-"]
+                 "--set=ON_ERROR_STOP=1", "--file=-"]
     head, tail = _opening_sql(tools.major, check_empty=not drop), _closing_sql(tables)
     progress(f"postgres: restoring {path.name}")
     with (libpq_env(conn_params(cfg, dbname=dbname)) as env, tempfile.TemporaryFile() as out,
@@ -489,35 +491,42 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
         assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
-        restore_code, problem = 0, None
+        restore_code, problem, script_end = 0, None, None
         try:
             sent = _send(psql.stdin, head)  # small: it fits in the pipe even before psql reads it
             if sent:
-                # pg_restore writes straight into psql's stdin. This process keeps its own end of
-                # that pipe open, so psql sees no end of input until the closing SQL has followed.
                 dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
                                           stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-                                          stdout=psql.stdin, stderr=restore_err)
+                                          stdout=subprocess.PIPE, stderr=restore_err)
+                assert dumper.stdout is not None
                 try:
                     reader.start(dumper.stdin)
+                    sent, script_end = _relay(dumper.stdout, psql.stdin, pause)
+                    dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking
                     restore_code = dumper.wait()
+                    if not sent:
+                        reader.stop()  # psql failed: its error is the answer, not the archive's hash
                 finally:
                     if dumper.poll() is None:
+                        reader.stop()
                         dumper.kill()
                         dumper.wait()
                     reader.join()
                 problem = reader.problem()
-                restore_err.seek(0)
-                if restore_code == -signal.SIGPIPE or b"Broken pipe" in restore_err.read():
-                    sent = False  # psql stopped reading: it failed, and its stderr says why
-                elif restore_code == 0 and problem is None:
-                    sent = _send(psql.stdin, tail)
-                else:
+                if sent and restore_code == 0 and problem is None:
+                    body = _without_final_commit(script_end or b"")
+                    if body is None:
+                        psql.kill()
+                        raise DbcliError("pg_restore's script did not end with its COMMIT: not restored")
+                    sent = _send(psql.stdin, body + tail)
+                elif sent:
                     psql.kill()  # no COMMIT was sent: the server rolls the transaction back
             with suppress(BrokenPipeError):
                 psql.stdin.close()
             psql_code = psql.wait()
         except BaseException:
+            reader.stop()
+            reader.join()
             psql.kill()
             psql.wait()
             raise
@@ -533,6 +542,48 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         # writing SQL to a pipe, pg_restore only fails on its input: the archive is unreadable
         raise DamagedArchive(path, f"pg_restore cannot read it: {_last_line(restore_text)}")
     return _outcome(tools, psql_code, psql_text, lines)
+
+
+# what pg_restore may print after its final COMMIT: blank lines, comments, psql's \unrestrict
+_SCRIPT_TRAILER = re.compile(rb"(?:\n|--[^\n]*\n|\\unrestrict [^\n]*\n)*")
+_HOLD = 1 << 16
+
+
+def _relay(source: IO[bytes], sink: IO[bytes], pause: Callable[[str], None]) -> tuple[bool, bytes]:
+    """Copy pg_restore's script into psql, all but its last bytes, which are returned (they hold the
+    final COMMIT); False when psql stopped reading. ``pause`` is the tests' hook, called once."""
+    with suppress(AttributeError, OSError):  # bigger pipe, fewer wake-ups (Linux)
+        import fcntl
+
+        fcntl.fcntl(source.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    held = b""
+    fd = source.fileno()
+    try:
+        while block := os.read(fd, 1 << 20):
+            data = held + block
+            if len(data) > _HOLD:
+                sink.write(memoryview(data)[:-_HOLD])
+                data = data[-_HOLD:]
+                sink.flush()
+                pause("pg_restore")
+                pause = _no_pause
+            held = data
+        sink.flush()
+    except BrokenPipeError:
+        return False, b""
+    return True, held
+
+
+def _no_pause(_stage: str) -> None:
+    pass
+
+
+def _without_final_commit(end: bytes) -> bytes | None:
+    """The script's end without its final ``COMMIT;`` line (ours follows the counts), or None."""
+    at = end.rfind(b"\nCOMMIT;\n")
+    if at < 0 or not _SCRIPT_TRAILER.fullmatch(end, at + len(b"\nCOMMIT;\n")):
+        return None
+    return end[:at + 1] + end[at + len(b"\nCOMMIT;\n"):]
 
 
 def _outcome(tools: Tools, code: int, stderr: str, lines: list[str]) -> Restored:
@@ -557,7 +608,9 @@ def _outcome(tools: Tools, code: int, stderr: str, lines: list[str]) -> Restored
 def _opening_sql(tools_major: int, *, check_empty: bool) -> bytes:
     from psycopg import sql
 
+    # pg_restore's own BEGIN, which follows, only draws a warning inside this transaction
     return sql.SQL("""
+BEGIN;
 SELECT 'dbcli:target:' || current_database();
 DO $dbcli$
 BEGIN
@@ -605,6 +658,7 @@ BEGIN
   END IF;
 END
 $dbcli$;
+COMMIT;
 """).format(expected=sql.Literal(expected)).as_string(None).encode()
 
 
@@ -629,6 +683,7 @@ class _ArchiveReader:
         self.hash = hashlib.sha256()
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
 
     def start(self, sink: IO[bytes] | None) -> None:
         if self.key is None and self.expected is None:
@@ -640,10 +695,18 @@ class _ArchiveReader:
         if self.thread is not None:
             self.thread.join()
 
+    def stop(self) -> None:
+        """Stop reading (the verdict is then unknown: ``problem`` returns None)."""
+        self.stopping.set()
+
     def problem(self) -> BaseException | None:
+        if self.stopping.is_set():
+            return None
         if self.error is not None:
             if isinstance(self.error, backup_crypto.DecryptError):
                 return DamagedArchive(self.path, str(self.error))
+            if isinstance(self.error, OSError):
+                return DamagedArchive(self.path, f"cannot read it: {self.error.strerror or self.error}")
             return self.error
         if self.expected is not None and self.hash.hexdigest() != self.expected:
             return DamagedArchive(self.path, "checksum mismatch")
@@ -653,11 +716,13 @@ class _ArchiveReader:
         try:
             with open(self.path, "rb") as fh:
                 if self.key is None or sink is None:
-                    while block := fh.read(1 << 20):
+                    while not self.stopping.is_set() and (block := fh.read(1 << 20)):
                         self.hash.update(block)
                     return
                 feeding = True
                 for chunk in backup_crypto.decrypt_chunks(_Hashing(fh, self.hash), self.key):
+                    if self.stopping.is_set():
+                        return
                     if feeding:
                         try:
                             sink.write(chunk)

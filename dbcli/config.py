@@ -205,7 +205,8 @@ def _no_secret(data: Any) -> bool:
             return {k: refs_removed(v) for k, v in value.items()}
         if isinstance(value, list):
             return [refs_removed(v) for v in value]
-        return _VAR.sub("", value) if isinstance(value, str) else value
+        # a reference goes, a ${VAR:-default}'s default stays: it is written in the file
+        return _VAR.sub(lambda m: m[2] or "", value) if isinstance(value, str) else value
 
     plain = refs_removed(data)
     return redact(plain) == plain
@@ -394,8 +395,8 @@ def _with_password(uri: str, password: str) -> str:
 # Patterns as text: re compiles (and caches) them on first use, so a command that redacts
 # nothing does not pay for compiling them at start-up.
 _URL_PASSWORD = r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)"
-_KV_PASSWORD = r"(?i)(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)"
-_QUERY_SECRET = r"(?i)(?P<pre>[?&](?:password|pass|secret|key)=)(?P<pw>[^&\s]+)"
+_KV_PASSWORD = r"(?i)(?P<pre>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)"
+_QUERY_SECRET = r"(?i)(?P<pre>[?&](?:password|sslpassword|pass|secret|key)=)(?P<pw>[^&\s]+)"
 
 
 def redact_text(text: str) -> str:

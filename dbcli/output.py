@@ -247,9 +247,9 @@ class Output:
             chunk.append(encode(row))
             n += 1
             if len(chunk) >= _CHUNK:
-                self._write_json(chunk)
+                self._write_json(chunk, extended)
         chunk.append("\n]\n" if n else "]\n")
-        self._write_json(chunk)
+        self._write_json(chunk, extended)
         self.stdout.flush()
         return n
 
@@ -261,16 +261,17 @@ class Output:
             chunk.append("\n")
             n += 1
             if len(chunk) >= _CHUNK:
-                self._write_json(chunk)
-        self._write_json(chunk)
+                self._write_json(chunk, extended)
+        self._write_json(chunk, extended)
         self.stdout.flush()
         return n
 
-    def _write_json(self, chunk: list[str]) -> None:
+    def _write_json(self, chunk: list[str], extended: bool) -> None:
         text = "".join(chunk)
         chunk.clear()
         # Decimals come out of the C encoder as marked strings; unmarked here, once per chunk
-        self.stdout.write(_DECIMAL_MARK.sub(r"\1", text) if "\\u0000D" in text else text)
+        # (Extended JSON has its own form for them: no marks there)
+        self.stdout.write(_DECIMAL_MARK.sub(r"\1", text) if not extended and "\\u0000D" in text else text)
 
     def _csv(self, rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None, extended: bool) -> int:
         writer = csv.writer(self.stdout, lineterminator="\n")
@@ -306,7 +307,7 @@ def _row_encoder(columns: Sequence[str] | None, extended: bool) -> Callable[[Map
     cols = tuple(columns) if columns is not None else None
     if extended:
         return lambda row: to_json(_pick(row, cols), extended=True)
-    fast = _c_encoder()
+    fast, reset = _c_encoder()
 
     def encode(row: Mapping[str, Any]) -> str:
         if cols is not None and not (type(row) is dict and tuple(row) == cols):
@@ -314,6 +315,7 @@ def _row_encoder(columns: Sequence[str] | None, extended: bool) -> Callable[[Map
         try:
             return fast(row)
         except ValueError:  # NaN or Infinity
+            reset()
             out: list[str] = []
             _encode(row, out)
             return "".join(out)
@@ -321,18 +323,20 @@ def _row_encoder(columns: Sequence[str] | None, extended: bool) -> Callable[[Map
     return encode
 
 
-def _c_encoder() -> Callable[[Any], str]:
+def _c_encoder() -> tuple[Callable[[Any], str], Callable[[], None]]:
+    """An encoder for many values, and what to call after it raised."""
     # JSONEncoder.encode builds a new C encoder on every call, which costs more than encoding a
     # short row; one encoder reused for every row halves the time of a large JSON output.
+    markers: dict[int, Any] = {}  # its cycle check; an encoding that raised leaves entries behind
     try:
         from json.encoder import c_make_encoder, encode_basestring
 
         if c_make_encoder is None:
-            return _ENCODER.encode
-        iterencode = c_make_encoder({}, _default, encode_basestring, None, ":", ",", False, False, False)
+            return _ENCODER.encode, markers.clear
+        iterencode = c_make_encoder(markers, _default, encode_basestring, None, ":", ",", False, False, False)
     except (ImportError, TypeError):  # another Python's json internals
-        return _ENCODER.encode
-    return lambda value: "".join(iterencode(value, 0))
+        return _ENCODER.encode, markers.clear
+    return (lambda value: "".join(iterencode(value, 0))), markers.clear
 
 
 def _pick(row: Mapping[str, Any], columns: Sequence[str] | None) -> Mapping[str, Any]:

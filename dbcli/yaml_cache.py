@@ -1,9 +1,10 @@
 """A parse cache for the YAML files most commands read: the config and report definitions.
 
 Importing PyYAML costs ~10 ms, a sixth of a short command's run. The parsed data of each file is
-kept (marshal) under ``$XDG_CACHE_HOME/dbcli/yaml/`` together with the exact text it came from: a
-hit needs the stored text to equal the file's text, so an edited file is never served stale (no
-guessing from timestamps). Anything that goes wrong with the cache means parsing as usual.
+kept (marshal) under ``$XDG_CACHE_HOME/dbcli/yaml/`` with the length and the 64-bit hash of the
+text it came from (``importlib.util.source_hash``, what Python checks hash-based .pyc files with):
+an edited file is never served stale, whatever its time stamps say. The text itself is not kept
+(a comment may hold anything). Anything that goes wrong with the cache means parsing as usual.
 
 Callers decide what may be kept: the config loader refuses to cache a file holding a secret, so
 no password is ever copied out of the config file.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when a parser's output changes shape; marshal's format differs between Python versions.
-_FORMAT = f"dbcli-yaml-1/py{sys.version_info[0]}.{sys.version_info[1]}/m{marshal.version}"
+_FORMAT = f"dbcli-yaml-2/py{sys.version_info[0]}.{sys.version_info[1]}/m{marshal.version}"
 
 
 def load(path: Path, text: str, kind: str, parse: Callable[[str], Any],
@@ -28,16 +29,21 @@ def load(path: Path, text: str, kind: str, parse: Callable[[str], Any],
     """``parse(text)``, or the data it gave last time for this very text of ``path``."""
     where = os.path.abspath(path)
     entry = _entry(where, kind)
-    if entry is not None:
-        try:
-            stored = marshal.loads(entry.read_bytes())
-            if stored[0] == _FORMAT and stored[1] == kind and stored[2] == where and stored[3] == text:
-                return stored[4]
-        except Exception:  # missing, unreadable or damaged (marshal raises several types): parse
-            pass
+    if entry is None:
+        return parse(text)
+    from importlib.util import source_hash
+
+    raw = text.encode("utf-8", "surrogatepass")
+    fingerprint = (len(raw), source_hash(raw))
+    try:
+        stored = marshal.loads(entry.read_bytes())
+        if stored[0] == _FORMAT and stored[1] == kind and stored[2] == where and stored[3] == fingerprint:
+            return stored[4]
+    except Exception:  # missing, unreadable or damaged (marshal raises several types): parse
+        pass
     data = parse(text)
-    if entry is not None and keep(data):
-        _store(entry, (_FORMAT, kind, where, text, data))
+    if keep(data):
+        _store(entry, (_FORMAT, kind, where, fingerprint, data))
     return data
 
 

@@ -205,3 +205,74 @@ def test_stock_mongorestore_reads_the_mongo_dump(made_backup: MadeBackup, mongo_
     finally:
         client.drop_database(target)
         client.close()
+
+
+@pytest.fixture
+def lo_backup(pg_server: PgServer, tmp_path: Path, cli: Any) -> Iterator[tuple[str, str, str]]:
+    """(source db, empty target db, backup id): 200,000 rows and a large object, backed up, with
+    profiles src and dst in ./dbcli.yaml."""
+    import psycopg
+
+    src, dst = pg_server.create_database(), pg_server.create_database()
+    with psycopg.connect(pg_server.conninfo(src), autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL)")
+        conn.execute("INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g")
+        conn.execute("SELECT lo_from_bytea(0, 'a large object')")
+    write_config(tmp_path / "dbcli.yaml", {
+        "backup": {"dir": str(tmp_path / "backups")},
+        "profiles": {"src": {"postgres": {"dsn": pg_server.conninfo(src)}},
+                     "dst": {"postgres": {"dsn": pg_server.conninfo(dst)}}}})
+    made = cli("-p", "src", "backup", "create", "-f", "json")
+    assert made.exit_code == 0, made.stderr
+    yield src, dst, made.json()["id"]
+    pg_server.drop_database(src)
+    pg_server.drop_database(dst)
+
+
+def _restored_objects(pg_server: PgServer, db: str) -> tuple[list[str], int]:
+    """Tables in public and large objects of ``db``, once no session is left in it."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with pg_server.admin() as conn:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "a session is still open in the target"
+            time.sleep(0.05)
+    with psycopg.connect(pg_server.conninfo(db)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return tables, conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+
+
+def test_restore_killed_half_way_commits_nothing(lo_backup: tuple[str, str, str], pg_server: PgServer,
+                                                 tmp_path: Path) -> None:
+    """Only dbcli dies (psql and pg_restore live on): psql's input ends without a COMMIT."""
+    _src, dst, backup_id = lo_backup
+    run = Running(["-p", "src", "backup", "restore", backup_id, "--profile", "dst"], "pg_restore", tmp_path)
+    run.wait_for("dbcli-test: paused at pg_restore")
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.communicate(timeout=10)
+    assert _restored_objects(pg_server, dst) == ([], 0)
+
+
+def test_restore_with_large_objects_is_one_transaction(lo_backup: tuple[str, str, str], pg_server: PgServer,
+                                                       tmp_path: Path, cli: Any) -> None:
+    """pg_restore wraps large objects in their own BEGIN/COMMIT unless told the restore is one
+    transaction: a count mismatch must still roll back everything, large object included."""
+    from dbcli import backup_store
+
+    _src, dst, backup_id = lo_backup
+    path = tmp_path / "backups" / backup_id
+    manifest = backup_store.read_manifest(path)
+    manifest["postgres"]["tables"][0]["rows"] += 1
+    backup_store.write_manifest(path, {k: v for k, v in manifest.items() if k != "checksum"})
+    refused = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst")
+    assert refused.exit_code == 8
+    assert refused.stderr.endswith("has 200000, the backup 200001; the postgres restore was rolled back\n")
+    assert _restored_objects(pg_server, dst) == ([], 0)
+    manifest["postgres"]["tables"][0]["rows"] -= 1
+    backup_store.write_manifest(path, {k: v for k, v in manifest.items() if k != "checksum"})
+    restored = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "-f", "json")
+    assert restored.exit_code == 0, restored.stderr
+    assert restored.json() == [{"target": "postgres", "name": "public.big", "expected": 200000,
+                                "restored": 200000, "ok": True}]
+    assert _restored_objects(pg_server, dst) == (["big"], 1)

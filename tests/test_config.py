@@ -114,6 +114,8 @@ def test_password_file(tmp_path: Path) -> None:
     "mongodb://alice:s3cret@m1:27017,m2:27017/?replicaSet=rs",
     "redis://:s3cret@localhost:6379/0",
     "postgresql://db/app?password=s3cret",
+    "host=db sslpassword=s3cret sslkey=/k",
+    "postgresql://db/app?sslpassword=s3cret",
 ])
 def test_redact_text(text: str) -> None:
     assert "s3cret" not in redact_text(text)

@@ -299,6 +299,7 @@ def test_cli_quiet_prints_nothing(known: Any) -> None:
 
 def test_cli_output_file(known: Any, tmp_path: Path) -> None:
     target = tmp_path / "out" / "orders.csv"
+    target.parent.mkdir()
     result = invoke(["report", "run", "user-orders", "-P", "user_id=2", "-o", str(target)])
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""

@@ -43,8 +43,12 @@ def test_errors_are_never_cached(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", [
     "postgres: {password: hunter2}\n",
     "postgres: {dsn: 'postgresql://app:hunter2@db.example/shop'}\n",
+    "postgres: {dsn: 'host=db.example sslpassword=hunter2'}\n",
     "mongo: {uri: 'mongodb://app:hunter2@db.example/'}\n",
     "encryption: {key: aGVsbG8taHVudGVyMi1oZWxsby1odW50ZXIyMTIzNA==}\n",
+    # a default is written in the file: it is a secret like any other
+    "postgres: {password: '${NOT_SET_PW:-hunter2}'}\n",
+    "postgres: {dsn: 'postgresql://app:${NOT_SET_PW:-hunter2}@db.example/shop'}\n",
 ])
 def test_a_config_holding_a_secret_is_not_cached(tmp_path: Path, text: str) -> None:
     (tmp_path / "dbcli.yaml").write_text(text)
@@ -114,3 +118,10 @@ def test_a_warm_run_does_not_import_yaml(tmp_path: Path) -> None:
     runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True,
                            cwd=tmp_path).stdout.strip() for _ in range(2)]
     assert runs == ["True", "False"]
+
+
+def test_the_file_text_is_not_kept(tmp_path: Path) -> None:
+    """Only the parsed data is cached: a comment may hold anything."""
+    (tmp_path / "dbcli.yaml").write_text("# the old password was hunter2\nmongo: {database: x}\n")
+    load_config()
+    assert len(entries()) == 1 and b"hunter2" not in entries()[0].read_bytes()

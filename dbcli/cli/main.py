@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             app = build_app([name] if known and name is not None else None)
         result = app(args=args, prog_name="dbcli", standalone_mode=False)
     except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as Click shows it
+            e.show()
+            return int(getattr(e, "exit_code", ExitCode.USAGE))
         # one line, like every other error (Click's own form is Usage / Try / Error on three)
         ctx = getattr(e, "ctx", None)
         _print_error(e.format_message(), f"see {ctx.command_path} --help" if ctx is not None else None)
