@@ -104,6 +104,7 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
                     "pg_dump_version": res.pg_dump_version, "file": str(res.file.relative_to(partial)),
                     "consistency": "rows counted in the snapshot pg_dump used",
                     "tables": [t.as_dict() for t in res.tables],
+                    "large_objects": res.large_objects,
                 }
                 known[res.file] = res.sha256
             if "mongo" in targets:
@@ -360,7 +361,8 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
             _create_pg_database(cfg, scratch)
             try:
                 done = backup_pg.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
-                                         dbname=scratch, no_owner=True, progress=progress)
+                                         large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
+                                         progress=progress)
                 _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
             finally:
                 _drop_pg_database(cfg, scratch)
@@ -477,7 +479,8 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             try:
                 done = backup_pg.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
                                          tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
-                                         no_owner=no_owner, progress=progress, pause=_pause)
+                                         large_objects=pg.get("large_objects"), no_owner=no_owner,
+                                         progress=progress, pause=_pause)
             except backup_pg.DamagedArchive as e:
                 raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
                                        hint="nothing was restored") from None

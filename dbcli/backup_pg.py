@@ -14,6 +14,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -81,6 +82,7 @@ class DumpResult:
     file: Path
     tables: list[Table]
     sha256: str  # of ``file``, computed while the archive was being checked
+    large_objects: bool
 
 
 # ---- tools -------------------------------------------------------------------------------------
@@ -281,9 +283,9 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
         raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
     progress("postgres: checking the archive")
     # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
-    check_archive(tools, dest, key, tables=[(s, n) for s, n, kind in tables if kind == "r"])
+    large_objects = check_archive(tools, dest, key, tables=[(s, n) for s, n, kind in tables if kind == "r"])
     return DumpResult(database=database, server_version=server_version, pg_dump_version=tools.version,
-                      file=dest, tables=counted, sha256=digest.result())
+                      file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
 
 
 def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
@@ -368,9 +370,15 @@ def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
     return stdout
 
 
+_LARGE_OBJECTS = re.compile(r"^\d+; \d+ \d+ (BLOBS|BLOB|BLOB METADATA|LARGE OBJECTS) ", re.MULTILINE)
+
+
 def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[tuple[str, str]],
-                  full: bool = False) -> None:
-    """The archive's table of contents lists every table's data; ``full`` reads every data block too."""
+                  full: bool = False) -> bool:
+    """The archive's table of contents lists every table's data; ``full`` reads every data block too.
+
+    Returns whether the archive holds large objects (their restore has a transaction of its own).
+    """
     toc = list_archive(tools, path, key)
     missing = [f"{s}.{t}" for s, t in tables if f" TABLE DATA {s} {t} " not in toc]
     if missing:
@@ -381,6 +389,7 @@ def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[t
         code, _out, stderr = _run_restore_tool(tools, ["--file=/dev/null"], path, key, env=None, capture=False)
         if code != 0:
             raise CheckFailedError(f"pg_restore cannot read all of {path.name}: {_last_line(stderr)}")
+    return bool(_LARGE_OBJECTS.search(toc))
 
 
 def _last_line(text: str) -> str:
@@ -462,22 +471,29 @@ class Restored:
 
 
 def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
-            sha256: str | None = None, dbname: str | None = None, no_owner: bool = False,
-            progress: Progress, pause: Callable[[str], None] = lambda _stage: None) -> Restored:
+            sha256: str | None = None, large_objects: bool | None = None, dbname: str | None = None,
+            no_owner: bool = False, progress: Progress,
+            pause: Callable[[str], None] = lambda _stage: None) -> Restored:
     """Restore the archive into the profile's database (or ``dbname``) in one transaction.
 
-    ``pg_restore --single-transaction -f -`` turns the archive into one transaction's SQL, which
-    psql applies between two pieces of our own: first ``BEGIN`` and, inside the transaction, the
-    emptiness check (unless ``drop``) and the tool version check; last, the row count of every
-    table in ``tables`` (manifest entries), then ``COMMIT``. The script's own final COMMIT is held
-    back and dropped on the way, so the counts run before the commit: a count that differs rolls
-    everything back, and counting rows this transaction wrote costs less than counting them after.
-    The archive's ``sha256`` is checked while pg_restore reads it. The closing SQL, and with it the
-    COMMIT, is only sent once pg_restore has succeeded and the checksum matched; a psql whose input
-    just ends (this process killed, say) never commits, and the server rolls back.
+    ``pg_restore -f -`` turns the archive into SQL, which psql applies between two pieces of our
+    own: first ``BEGIN`` and, inside the transaction, the emptiness check (unless ``drop``) and the
+    tool version check; last, the row count of every table in ``tables`` (manifest entries), then
+    ``COMMIT``. The counts run before the commit: a count that differs rolls everything back, and
+    counting rows this transaction wrote costs less than counting them after. The archive's
+    ``sha256`` is checked while pg_restore reads it. The closing SQL, and with it the COMMIT, is
+    only sent once pg_restore has succeeded and the checksum matched; a psql whose input just ends
+    (this process killed, say) never commits, and the server rolls back.
+
+    pg_restore's script has no transaction statements of its own, except around large objects.
+    Without them (``large_objects`` False, as the manifest records) pg_restore writes straight into
+    psql. With them, or when unknown, pg_restore runs with ``--single-transaction`` (no
+    BEGIN/COMMIT per large object) and its script passes through this process, which drops the
+    script's final COMMIT.
     """
     tools = find_tools(cfg)
-    pg_args = ["--file=-", "--no-password", "--single-transaction"]  # one transaction: no BEGIN/COMMIT per large object
+    relay = large_objects is not False
+    pg_args = ["--file=-", "--no-password", *(["--single-transaction"] if relay else [])]
     if drop:
         pg_args += ["--clean", "--if-exists"]
     if no_owner:
@@ -491,21 +507,29 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
         assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
-        restore_code, problem, script_end = 0, None, None
+        restore_code, problem, script_end = 0, None, b""
         try:
             sent = _send(psql.stdin, head)  # small: it fits in the pipe even before psql reads it
             if sent:
+                # straight into psql: this process keeps its own end of psql's stdin open, so psql
+                # sees no end of input before the closing SQL has followed
                 dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
                                           stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=restore_err)
-                assert dumper.stdout is not None
+                                          stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err)
                 try:
                     reader.start(dumper.stdin)
-                    sent, script_end = _relay(dumper.stdout, psql.stdin, pause)
-                    dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking
+                    if relay:
+                        assert dumper.stdout is not None
+                        sent, script_end = _relay(dumper.stdout, psql.stdin, pause)
+                        dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking
+                    else:
+                        pause("pg_restore")
                     restore_code = dumper.wait()
+                    restore_err.seek(0)
+                    if restore_code == -signal.SIGPIPE or b"Broken pipe" in restore_err.read():
+                        sent = False  # psql stopped reading: it failed, and its stderr says why
                     if not sent:
-                        reader.stop()  # psql failed: its error is the answer, not the archive's hash
+                        reader.stop()  # psql's error is the answer, not the archive's hash
                 finally:
                     if dumper.poll() is None:
                         reader.stop()
@@ -514,7 +538,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                     reader.join()
                 problem = reader.problem()
                 if sent and restore_code == 0 and problem is None:
-                    body = _without_final_commit(script_end or b"")
+                    body = _without_final_commit(script_end) if relay else b""
                     if body is None:
                         psql.kill()
                         raise DbcliError("pg_restore's script did not end with its COMMIT: not restored")
@@ -547,6 +571,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
 # what pg_restore may print after its final COMMIT: blank lines, comments, psql's \unrestrict
 _SCRIPT_TRAILER = re.compile(rb"(?:\n|--[^\n]*\n|\\unrestrict [^\n]*\n)*")
 _HOLD = 1 << 16
+_SEND_AT = 1 << 20
 
 
 def _relay(source: IO[bytes], sink: IO[bytes], pause: Callable[[str], None]) -> tuple[bool, bytes]:
@@ -556,22 +581,23 @@ def _relay(source: IO[bytes], sink: IO[bytes], pause: Callable[[str], None]) -> 
         import fcntl
 
         fcntl.fcntl(source.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-    held = b""
+    buf = bytearray()
     fd = source.fileno()
     try:
+        # pg_restore writes a few KiB at a time: gather a MiB, send all but the last _HOLD bytes
         while block := os.read(fd, 1 << 20):
-            data = held + block
-            if len(data) > _HOLD:
-                sink.write(memoryview(data)[:-_HOLD])
-                data = data[-_HOLD:]
+            buf += block
+            if len(buf) >= _SEND_AT:
+                n = len(buf) - _HOLD
+                sink.write(buf[:n])
+                del buf[:n]
                 sink.flush()
                 pause("pg_restore")
                 pause = _no_pause
-            held = data
         sink.flush()
     except BrokenPipeError:
         return False, b""
-    return True, held
+    return True, bytes(buf)
 
 
 def _no_pause(_stage: str) -> None:
