@@ -396,7 +396,8 @@ def _create_pg_database(cfg: Config, name: str) -> None:
     from dbcli import postgres
 
     with postgres.connect(cfg, autocommit=True) as conn, postgres.errors_translated(cfg):
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # template0: whatever a site added to template1 would make the scratch database "not empty"
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
 
 
 def _drop_pg_database(cfg: Config, name: str) -> None:

@@ -492,6 +492,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     script's final COMMIT.
     """
     tools = find_tools(cfg)
+    restore_version, restore_major = tool_version(tools.pg_restore)  # may differ from pg_dump's
     relay = large_objects is not False
     pg_args = ["--file=-", "--no-password", *(["--single-transaction"] if relay else [])]
     if drop:
@@ -500,7 +501,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         pg_args += ["--no-owner", "--no-privileges"]
     psql_args = [str(tools.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
                  "--set=ON_ERROR_STOP=1", "--file=-"]
-    head, tail = _opening_sql(tools.major, check_empty=not drop), _closing_sql(tables)
+    head, tail = _opening_sql(restore_major, check_empty=not drop), _closing_sql(tables)
     progress(f"postgres: restoring {path.name}")
     with (libpq_env(conn_params(cfg, dbname=dbname)) as env, tempfile.TemporaryFile() as out,
           tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
@@ -529,7 +530,11 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                     if restore_code == -signal.SIGPIPE or b"Broken pipe" in restore_err.read():
                         sent = False  # psql stopped reading: it failed, and its stderr says why
                     if not sent:
-                        reader.stop()  # psql's error is the answer, not the archive's hash
+                        psql.wait()
+                        psql_err.seek(0)
+                        if re.search(rb"dbcli:(not-empty|server-newer)", psql_err.read()):
+                            reader.stop()  # refused before reading anything: the hash cannot matter
+                        # otherwise psql may have choked on a damaged archive: the hash says so
                 finally:
                     if dumper.poll() is None:
                         reader.stop()
@@ -562,10 +567,12 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         lines = out.read().decode(errors="replace").splitlines()
     if problem is not None:
         raise problem  # a damaged archive, whatever else went wrong
+    if restore_code < 0 and sent:
+        raise DbcliError(f"pg_restore was killed by signal {-restore_code}: nothing was restored")
     if restore_code != 0 and sent:
         # writing SQL to a pipe, pg_restore only fails on its input: the archive is unreadable
         raise DamagedArchive(path, f"pg_restore cannot read it: {_last_line(restore_text)}")
-    return _outcome(tools, psql_code, psql_text, lines)
+    return _outcome(restore_version, psql_code, psql_text, lines)
 
 
 # what pg_restore may print after its final COMMIT: blank lines, comments, psql's \unrestrict
@@ -612,7 +619,7 @@ def _without_final_commit(end: bytes) -> bytes | None:
     return end[:at + 1] + end[at + len(b"\nCOMMIT;\n"):]
 
 
-def _outcome(tools: Tools, code: int, stderr: str, lines: list[str]) -> Restored:
+def _outcome(restore_version: str, code: int, stderr: str, lines: list[str]) -> Restored:
     import json
 
     database = next((line[len("dbcli:target:"):] for line in lines if line.startswith("dbcli:target:")), "?")
@@ -622,7 +629,7 @@ def _outcome(tools: Tools, code: int, stderr: str, lines: list[str]) -> Restored
         raise ConflictError(f"postgres database {database} is not empty", hint="use --drop to replace its objects")
     found = re.search(r"dbcli:server-newer:(\d+)", stderr)
     if found:
-        raise ConfigError(f"pg_restore {tools.version} is older than the server "
+        raise ConfigError(f"pg_restore {restore_version} is older than the server "
                           f"(PostgreSQL {int(found.group(1)) // 10000})")
     if counts is not None and "dbcli:count-mismatch" in stderr:
         return Restored(database, counts)  # rolled back; the caller reports the counts (exit 8)

@@ -433,17 +433,29 @@ def test_emptiness_is_checked_again_inside_the_restore_transaction(made_backup: 
 def test_pg_restore_older_than_the_server_is_refused(made_backup: MadeBackup, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      empty_target: tuple[str, str], pg_server: PgServer) -> None:
-    from dataclasses import replace
-
     from dbcli import backup_pg, backup_store
     from dbcli.config import load_config
     from dbcli.errors import ConfigError
 
-    real = backup_pg.find_tools
-    monkeypatch.setattr(backup_pg, "find_tools", lambda cfg: replace(real(cfg), version="17.0", major=17))
+    monkeypatch.setattr(backup_pg, "tool_version", lambda path: ("17.0", 17))  # pg_restore's, not pg_dump's
     root = made_backup.copy_to(tmp_path)
     pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
     with pytest.raises(ConfigError, match=r"pg_restore 17.0 is older than the server \(PostgreSQL 18\)"):
         backup_pg.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
                           tables=pg["tables"], dbname=empty_target[0], progress=lambda _: None)
     assert _pg_counts(pg_server, empty_target[0]) == {}
+
+
+def test_restore_test_ignores_what_template1_holds(cli: Any, made_backup: MadeBackup, tmp_path: Path,
+                                                   pg_server: PgServer) -> None:
+    """The scratch database is made from template0: a site's additions to template1 are not 'data'."""
+    import psycopg
+
+    root = made_backup.copy_to(tmp_path)
+    with psycopg.connect(pg_server.conninfo("template1"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE dbcli_site_extra (id int)")
+        try:
+            result = cli("backup", "verify", made_backup.id, "--dir", str(root), "--restore-test")
+        finally:
+            conn.execute("DROP TABLE dbcli_site_extra")
+    assert result.exit_code == 0, result.stderr

@@ -282,3 +282,18 @@ def test_restore_is_one_transaction_with_or_without_large_objects(lo_backup: tup
     assert restored.json() == [{"target": "postgres", "name": "public.big", "expected": 200000,
                                 "restored": 200000, "ok": True}]
     assert _restored_objects(pg_server, dst)[0] == ["big"]
+
+
+def test_a_damaged_table_of_contents_is_reported_as_damage(lo_backup: tuple[str, str, str], pg_server: PgServer,
+                                                           tmp_path: Path, cli: Any) -> None:
+    """psql chokes on the damaged SQL long before pg_restore ends: the checksum still gives the verdict."""
+    _src, dst, backup_id = lo_backup
+    dump = next((tmp_path / "backups" / backup_id / "postgres").iterdir())
+    data = dump.read_bytes()
+    at = data.index(b"CREATE TABLE public.big (")
+    dump.write_bytes(data[:at + 24] + b")" + data[at + 25:])
+    result = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst")
+    assert result.exit_code == 8
+    assert result.stderr == (f"Error: backup {backup_id} is damaged: postgres/{dump.name}: checksum mismatch "
+                             "(hint: nothing was restored)\n")
+    assert _restored_objects(pg_server, dst) == ([], 0)
