@@ -158,9 +158,10 @@ def test_no_password_in_ps_during_a_backup(pg_server: PgServer, password_role: t
         while pg_dump_pid is None:
             lines = _cmdlines()
             assert not [pid for pid, line in lines.items() if secret in line]
+            # the dump itself, not the short-lived `pg_dump --version` that comes first
             pg_dump_pid = next((pid for pid, line in lines.items()
-                                if line.split(b"\0")[0].endswith(b"pg_dump") and _parent(pid) == run.proc.pid),
-                               None)
+                                if line.split(b"\0")[0].endswith(b"pg_dump") and b"--format=custom" in line
+                                and _parent(pid) == run.proc.pid), None)
             assert time.monotonic() < deadline and run.proc.poll() is None, "".join(run.lines)
             time.sleep(0.01)
         time.sleep(0.2)  # pg_dump is now blocked on the lock, with its connection open
