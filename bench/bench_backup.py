@@ -13,7 +13,6 @@ import argparse
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,27 +65,19 @@ def seed_pg(conninfo: dict[str, str], rows: int) -> None:
 
 
 def start_ferretdb(work: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    from dbcli.config import cache_home
-    from dbcli.local_mongo import FERRETDB_VERSION, server_command
+    from dbcli.errors import UnreachableError
+    from dbcli.local_mongo import built_ferretdb, start_server
 
-    binary = os.environ.get("DBCLI_FERRETDB") or str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
-    if not os.access(binary, os.X_OK):
+    binary = built_ferretdb()
+    if binary is None:
         return None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = work / "ferretdb"
     data.mkdir()
-    proc = subprocess.Popen(server_command(binary, "ferretdb", data, port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"mongodb://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    return None
+    try:
+        proc, port = start_server(binary, "ferretdb", data)
+    except UnreachableError:
+        return None
+    return proc, f"mongodb://127.0.0.1:{port}/"
 
 
 def seed_mongo(uri: str, docs: int) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,32 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_ferretdb(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from dbcli.config import cache_home
-    from dbcli.local_mongo import FERRETDB_VERSION, server_command
+    from dbcli.errors import UnreachableError
+    from dbcli.local_mongo import built_ferretdb, start_server
 
-    binary = os.environ.get("DBCLI_FERRETDB") or str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"no FerretDB binary at {binary} (set DBCLI_FERRETDB)")
-    port = _free_port()
-    log = open(work / "ferretdb.log", "wb")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(server_command(binary, "ferretdb", work, port), stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"mongodb://127.0.0.1:{port}/"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                sys.exit("FerretDB did not start: " + (work / "ferretdb.log").read_text()[-500:])
-            time.sleep(0.05)
+    binary = built_ferretdb()
+    if binary is None:
+        sys.exit("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_FERRETDB)")
+    try:
+        proc, port = start_server(binary, "ferretdb", work)
+    except UnreachableError:
+        sys.exit("FerretDB did not start: " + (work / "server.log").read_text()[-500:])
+    return proc, f"mongodb://127.0.0.1:{port}/"
 
 
 def server_cpu(pid: int) -> float:

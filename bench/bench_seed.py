@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -124,29 +123,18 @@ def _insert_baseline(cfg: Config, users: int, products: int, orders: int) -> int
 
 
 def _start_ferretdb(tmp: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
-    from dbcli.config import cache_home
-    from dbcli.local_mongo import FERRETDB_VERSION, server_command
+    from dbcli.errors import UnreachableError
+    from dbcli.local_mongo import built_ferretdb, start_server
 
-    binary = cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb"
-    if not binary.exists():
+    binary = built_ferretdb()
+    if binary is None:
         return None, ""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = tmp / "ferretdb"
     data.mkdir()
-    proc = subprocess.Popen(server_command(str(binary), "ferretdb", data, port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                return None, ""
-            time.sleep(0.05)
+    try:
+        proc, port = start_server(binary, "ferretdb", data)
+    except UnreachableError:
+        return None, ""
     return proc, f"mongodb://127.0.0.1:{port}/"
 
 

@@ -24,6 +24,7 @@ from dbcli import __version__, backup_crypto, backup_store
 from dbcli.backup_store import Clock, iso, utc_now
 from dbcli.config import Config
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError, NotFoundError, UsageError
+from dbcli.fsutil import fsync_path
 from dbcli.output import Output
 
 Progress = Callable[[str], None]
@@ -127,10 +128,10 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
             manifest["duration_s"] = round((finished - started).total_seconds(), 3)
             backup_store.write_manifest(partial, manifest)
             for d in [partial, *(p for p in partial.rglob("*") if p.is_dir())]:
-                backup_store.fsync_path(d)
+                fsync_path(d)
             _pause("manifest")
             os.replace(partial, root / backup_id)
-            backup_store.fsync_path(root)
+            fsync_path(root)
         except Exception as e:
             _record_failure(root, partial, backup_id, manifest, e, clock)
             if isinstance(e, OSError):

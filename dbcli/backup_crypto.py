@@ -13,8 +13,6 @@ after the final chunk, fail authentication instead of decrypting to something pl
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import os
@@ -23,7 +21,6 @@ from collections.abc import Iterator
 from typing import IO
 
 from dbcli.config import Config
-from dbcli.errors import ConfigError
 
 MAGIC = b"DBCLIAE1"
 SALT_SIZE = 16
@@ -40,18 +37,12 @@ class DecryptError(Exception):
 
 def load_key(cfg: Config) -> bytes | None:
     """``backup.encryption_key`` decoded, or None when backups are not encrypted."""
+    from dbcli.encryption import decode_key
+
     text = cfg.get("backup.encryption_key")
     if not text:
         return None
-    try:
-        key = base64.b64decode(str(text).strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("backup.encryption_key is not valid base64",
-                          hint="generate one with: head -c 32 /dev/urandom | base64") from None
-    if len(key) != 32:
-        raise ConfigError(f"backup.encryption_key must decode to 32 bytes, not {len(key)}",
-                          hint="generate one with: head -c 32 /dev/urandom | base64")
-    return key
+    return decode_key(text, "backup.encryption_key")
 
 
 def key_id(key: bytes) -> str:

@@ -46,7 +46,8 @@ def key_id_for(key: bytes) -> str:
     return "k" + hashlib.sha256(b"dbcli-key-id:" + key).hexdigest()[:10]
 
 
-def _decode_key(text: Any, where: str) -> bytes:
+def decode_key(text: Any, where: str) -> bytes:
+    """A 32-byte key from base64 (standard or URL-safe, padding optional); ConfigError naming ``where``."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{where}: must be a base64-encoded 32-byte key")
     raw = text.strip()
@@ -122,11 +123,11 @@ class Encryptor:
         if not isinstance(previous, dict):
             raise ConfigError("encryption.previous_keys: must be a mapping of key id to key")
         for kid, text in previous.items():
-            keys[str(kid)] = _decode_key(text, f"encryption.previous_keys.{kid}")
+            keys[str(kid)] = decode_key(text, f"encryption.previous_keys.{kid}")
         key_id: str | None = None
         key_text = cfg.get("encryption.key")
         if key_text not in (None, ""):
-            key = _decode_key(key_text, "encryption.key")
+            key = decode_key(key_text, "encryption.key")
             key_id = str(cfg.get("encryption.key_id") or key_id_for(key))
             if ":" in key_id:
                 raise ConfigError("encryption.key_id: must not contain ':'")
@@ -141,9 +142,9 @@ class Encryptor:
                  fields: Mapping[str, list[str]] | None = None,
                  previous_keys: Mapping[str, str] | None = None) -> Encryptor:
         """Build one without a Config (library use, tests)."""
-        raw = _decode_key(key, "key")
+        raw = decode_key(key, "key")
         kid = key_id or key_id_for(raw)
-        keys = {k: _decode_key(v, f"previous_keys.{k}") for k, v in (previous_keys or {}).items()}
+        keys = {k: decode_key(v, f"previous_keys.{k}") for k, v in (previous_keys or {}).items()}
         keys[kid] = raw
         return cls(columns={t: frozenset(c) for t, c in (columns or {}).items()},
                    fields={t: frozenset(c) for t, c in (fields or {}).items()}, key_id=kid, _keys=keys)

@@ -31,7 +31,7 @@ def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -43,8 +43,9 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory: so a rename in it survives a crash)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -47,7 +47,9 @@ def find_binary(cfg: Config) -> tuple[str, str]:
         found = shutil.which(name)
         if found:
             candidates.append(found)
-    candidates.append(str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb"))
+    built = built_ferretdb()
+    if built:
+        candidates.append(built)
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             kind = "mongod" if Path(path).name.startswith("mongod") else "ferretdb"
@@ -116,20 +118,38 @@ def server_command(binary: str, kind: str, data_dir: Path, port: int) -> list[st
             "--state-dir=-", "--telemetry=disable", "--debug-addr=-", "--log-level=error"]
 
 
-def _start(cfg: Config, data_dir: Path) -> LocalMongo:
-    binary, kind = find_binary(cfg)
+def built_ferretdb() -> str | None:
+    """``$DBCLI_FERRETDB``, else the binary ``scripts/build-ferretdb`` leaves in the cache, if executable."""
+    built = str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
+    for candidate in (os.environ.get("DBCLI_FERRETDB"), built):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def start_server(binary: str, kind: str, data_dir: Path, *, timeout: float = 20.0,
+                 detach: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``mongod``/``ferretdb`` on a free local port, its output in ``data_dir/server.log``, and
+    wait until it accepts connections: (process, port). ``detach``: its own session, outliving us.
+    UnreachableError naming the log if it exits or does not listen within ``timeout`` seconds."""
     port = _free_port()
-    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(server_command(binary, kind, data_dir, port), stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir)
-    log.close()
-    deadline = time.monotonic() + max(10.0, cfg.mongo.connect_timeout)
+    with open(data_dir / "server.log", "ab") as log:
+        proc = subprocess.Popen(server_command(binary, kind, data_dir, port), stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=detach, cwd=data_dir)
+    deadline = time.monotonic() + timeout
     while not _port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             raise UnreachableError(f"the local {kind} did not start",
                                    hint=f"see its log: {data_dir / 'server.log'}")
         time.sleep(0.05)
+    return proc, port
+
+
+def _start(cfg: Config, data_dir: Path) -> LocalMongo:
+    binary, kind = find_binary(cfg)
+    proc, port = start_server(binary, kind, data_dir, timeout=max(10.0, cfg.mongo.connect_timeout), detach=True)
     state = LocalMongo(pid=proc.pid, port=port, binary=binary, kind=kind, data_dir=str(data_dir))
     tmp = _state_file(data_dir).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))

@@ -224,7 +224,7 @@ class Output:
     def _table(self, rows: list[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None) -> int:
         from rich.table import Table
 
-        cols = list(columns) if columns is not None else _columns(rows)
+        cols = list(columns) if columns is not None else columns_of(rows)
         table = Table(title=title, show_lines=False, header_style="bold")
         for col in cols:
             numeric = bool(rows) and all(isinstance(r.get(col), int | float | Decimal) or r.get(col) is None
@@ -290,7 +290,8 @@ class Output:
         return n
 
 
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every key of ``rows``, in order of first appearance."""
     cols: dict[str, None] = {}
     for r in rows:
         for k in r:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbcli.config import Config
-from dbcli.reports import Report, _pg_error, mongo_pipeline, timeout
+from dbcli.reports import Report, _pg_error, mongo_error, mongo_pipeline, timeout
 
 LARGE_TABLE_ROWS = 10_000  # a sequential scan below this is usually the right plan
 PLAN_COLUMNS = ["node", "relation", "index", "est_rows", "est_cost", "actual_rows", "actual_ms", "loops",
@@ -141,9 +141,7 @@ def explain_mongo(cfg: Config, report: Report, values: Mapping[str, Any], *, ana
             raise
         count = db[report.collection].estimated_document_count()
     except PyMongoError as e:
-        err = mongo.translate(e)
-        err.message = f"report {report.name!r}: {err.message}"
-        raise err from None
+        raise mongo_error(report, e) from None
     finally:
         mc.close()
     raw.pop("$clusterTime", None)

@@ -571,6 +571,15 @@ def target_identity(cfg: Config, target: str) -> str:
     return redact_text("|".join(parts))
 
 
+def mongo_error(report: Report, e: Exception) -> DbcliError:
+    """A driver error as a dbcli error, naming the report."""
+    from dbcli import mongo
+
+    err = mongo.translate(e)
+    err.message = f"report {report.name!r}: {err.message}"
+    return err
+
+
 def _timeout_error(report: Report, seconds: float) -> DbcliError:
     from dbcli.errors import UnreachableError
 
@@ -676,21 +685,13 @@ def run_mongo(cfg: Config, report: Report, values: Mapping[str, Any]) -> tuple[l
     except ExecutionTimeout:
         raise _timeout_error(report, seconds) from None
     except PyMongoError as e:
-        err = mongo.translate(e)
-        err.message = f"report {report.name!r}: {err.message}"
-        raise err from None
+        raise mongo_error(report, e) from None
     finally:
         mc.close()
-    columns = list(report.columns) if report.columns else _columns(rows)
+    from dbcli.output import columns_of
+
+    columns = list(report.columns) if report.columns else columns_of(rows)
     return columns, [{c: r.get(c) for c in columns} for r in rows]
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in rows:
-        for k in r:
-            seen.setdefault(k, None)
-    return list(seen)
 
 
 def _shape(docs: Any, report: Report) -> Any:

@@ -6,9 +6,7 @@ Without a server the Mongo tests skip with the reason; under CI=true they fail i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +33,6 @@ def _ferretdb_binary() -> str | None:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _unavailable(reason: str) -> None:
@@ -70,29 +62,20 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
     if binary is None:
         _unavailable("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_TEST_MONGO_URI)")
     assert binary is not None
-    from dbcli.local_mongo import server_command
+    from dbcli.errors import UnreachableError
+    from dbcli.local_mongo import start_server
 
     data_dir = tmp_path_factory.mktemp("ferretdb")
-    port = _free_port()
-    log = open(data_dir / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(server_command(binary, "ferretdb", data_dir, port), stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                _unavailable(f"FerretDB did not start: {(data_dir / 'server.log').read_text()[-500:]}")
-            time.sleep(0.05)
+    try:
+        proc, port = start_server(binary, "ferretdb", data_dir)
+    except UnreachableError:
+        _unavailable(f"FerretDB did not start: {(data_dir / 'server.log').read_text()[-500:]}")
     yield MongoServer(f"mongodb://127.0.0.1:{port}/", binary)
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 @pytest.fixture

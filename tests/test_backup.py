@@ -262,7 +262,7 @@ def test_encrypted_backup_needs_its_key(cli: Any, made_encrypted_backup: MadeBac
     write_config(tmp_path / "dbcli.yaml", settings)
     result = cli("backup", "create", "--dir", str(root))
     assert result.exit_code == 3
-    assert result.stderr.startswith("Error: backup.encryption_key is not valid base64")
+    assert result.stderr.startswith("Error: backup.encryption_key: must be a base64-encoded 32-byte key")
 
 
 def test_encrypted_files_hold_no_plaintext(made_encrypted_backup: MadeBackup) -> None:
