@@ -13,7 +13,6 @@ after the final chunk, fail authentication instead of decrypting to something pl
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
@@ -37,16 +36,18 @@ class DecryptError(Exception):
 
 def load_key(cfg: Config) -> bytes | None:
     """``backup.encryption_key`` decoded, or None when backups are not encrypted."""
-    from dbcli.encryption import decode_key
-
     text = cfg.get("backup.encryption_key")
     if not text:
         return None
+    from dbcli.encryption import decode_key  # not before: it loads hashlib (~25 ms of start-up)
+
     return decode_key(text, "backup.encryption_key")
 
 
 def key_id(key: bytes) -> str:
     """A short public fingerprint of the key, stored in the manifest to name the right key."""
+    import hashlib
+
     return hashlib.sha256(b"dbcli-backup-key-id\0" + key).hexdigest()[:16]
 
 

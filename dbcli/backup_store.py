@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,6 +108,8 @@ def open_private(path: Path) -> IO[bytes]:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib  # lazily: loading OpenSSL takes ~25 ms, which ``backup create`` pays while pg_dump runs
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -125,6 +125,8 @@ def _canonical(data: dict[str, Any]) -> bytes:
 
 def manifest_checksum(data: dict[str, Any]) -> str:
     """SHA-256 of the manifest's content without its own checksum: a changed value is detected."""
+    import hashlib
+
     return "sha256:" + hashlib.sha256(_canonical({k: v for k, v in data.items() if k != "checksum"})).hexdigest()
 
 
@@ -264,7 +266,7 @@ def locked(root: Path, what: str, clock: Clock = utc_now) -> Iterator[None]:
         except BlockingIOError:
             raise LockedError(f"another backup run holds {root / LOCK} ({_holder(fd)})",
                               hint="wait for it to finish") from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": iso(clock()), "command": what}
+        holder = {"pid": os.getpid(), "host": os.uname().nodename, "started_at": iso(clock()), "command": what}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dbcli.config import Config, redact_text
 from dbcli.errors import (
@@ -25,8 +25,35 @@ def conninfo(cfg: Config, *, dbname: str | None = None) -> str:
     """A libpq conninfo string for the profile's server (starting the embedded one if needed)."""
     from psycopg.conninfo import make_conninfo
 
+    try:
+        return make_conninfo(cfg.postgres.dsn or "", **_settings(cfg, dbname))
+    except Exception as e:  # psycopg.ProgrammingError on a malformed DSN
+        from dbcli.errors import ConfigError
+
+        raise ConfigError(f"postgres.dsn is not a valid connection string: {redact_text(str(e))}") from None
+
+
+def conn_params(cfg: Config, *, dbname: str | None = None) -> dict[str, str]:
+    """``conninfo()`` as keyword/value pairs, for libpq tools (pg_dump, psql) that take them from PG* variables.
+
+    The DSN is split without importing psycopg when it can be (see ``pg_conninfo``); a string that
+    parser does not take goes to libpq itself, whose verdict and wording win.
+    """
+    from dbcli import pg_conninfo
+
+    try:
+        base = pg_conninfo.parse(cfg.postgres.dsn or "")
+    except ValueError:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return {k: str(v) for k, v in conninfo_to_dict(conninfo(cfg, dbname=dbname)).items() if v is not None}
+    return {**base, **_settings(cfg, dbname)}
+
+
+def _settings(cfg: Config, dbname: str | None) -> dict[str, str]:
+    """The connection settings the profile gives on top of its DSN."""
     pg = cfg.postgres
-    params: dict[str, Any] = {}
+    params: dict[str, str] = {}
     if pg.embedded:
         from dbcli import local_pg
 
@@ -40,12 +67,7 @@ def conninfo(cfg: Config, *, dbname: str | None = None) -> str:
         params["dbname"] = dbname
     params["connect_timeout"] = str(max(1, round(pg.connect_timeout)))
     params["application_name"] = pg.application_name
-    try:
-        return make_conninfo(pg.dsn or "", **params)
-    except Exception as e:  # psycopg.ProgrammingError on a malformed DSN
-        from dbcli.errors import ConfigError
-
-        raise ConfigError(f"postgres.dsn is not a valid connection string: {redact_text(str(e))}") from None
+    return params
 
 
 def connect(cfg: Config, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection:
@@ -101,11 +123,21 @@ def translate(e: Exception, cfg: Config | None = None) -> DbcliError:
     sqlstate = getattr(e, "sqlstate", None)
     diag = getattr(e, "diag", None)
     detail = redact_text(diag.message_detail) if diag is not None and diag.message_detail else None
+    if isinstance(e, psycopg.OperationalError) and sqlstate is None:
+        return unreachable(text, cfg)
+    return from_sqlstate(sqlstate, text, detail)
+
+
+def unreachable(text: str, cfg: Config | None = None) -> UnreachableError:
+    """A failed connection attempt; ``text`` is libpq's (already redacted) message."""
+    where = "the embedded PostgreSQL" if cfg and cfg.postgres.embedded else "PostgreSQL"
+    return UnreachableError(f"cannot connect to {where}: {_short(text)}")
+
+
+def from_sqlstate(sqlstate: str | None, text: str, detail: str | None = None) -> DbcliError:
+    """The dbcli error for a server error, by its SQLSTATE; ``text`` and ``detail`` already redacted."""
     if detail and detail.startswith("Failing row contains"):
         detail = None  # the whole row's values: not for a one-line message (they may be personal data)
-    if isinstance(e, psycopg.OperationalError) and sqlstate is None:
-        where = "the embedded PostgreSQL" if cfg and cfg.postgres.embedded else "PostgreSQL"
-        return UnreachableError(f"cannot connect to {where}: {_short(text)}")
     cls: type[DbcliError]
     if sqlstate is None:
         cls = DbcliError

@@ -459,3 +459,42 @@ def test_restore_test_ignores_what_template1_holds(cli: Any, made_backup: MadeBa
         finally:
             conn.execute("DROP TABLE dbcli_site_extra")
     assert result.exit_code == 0, result.stderr
+
+
+def test_odd_names_are_counted_in_the_dump_snapshot(cli: Any, pg_config: dict[str, Any], pg_server: PgServer,
+                                                    pg_db: str, tmp_path: Path) -> None:
+    # names that quoting or psql's line-based output could trip on, and a statement_timeout that
+    # reaches the counting session as a psql variable
+    import psycopg
+
+    with psycopg.connect(pg_server.conninfo(pg_db), autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Sch ""q"""')
+        conn.execute('CREATE TABLE "Sch ""q"""."we\'ird\nname" (id int)')
+        conn.execute('INSERT INTO "Sch ""q"""."we\'ird\nname" SELECT generate_series(1, 3)')
+        conn.execute('CREATE TABLE "é; DROP TABLE x" (id int)')
+        conn.execute('INSERT INTO "é; DROP TABLE x" VALUES (1), (2)')
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {**pg_config["postgres"], "statement_timeout": 30},
+                                           "backup": {"dir": str(tmp_path / "b")}})
+    made = cli("backup", "create", "--target", "postgres", "-f", "json")
+    assert made.exit_code == 0, made.stderr
+    manifest = json.loads((Path(made.json()["path"]) / "manifest.json").read_text())
+    assert manifest["postgres"]["tables"] == [
+        {"schema": 'Sch "q"', "table": "we'ird\nname", "kind": "r", "rows": 3},
+        {"schema": "public", "table": "é; DROP TABLE x", "kind": "r", "rows": 2},
+    ]
+    tested = cli("backup", "verify", "--latest", "--restore-test")
+    assert tested.exit_code == 0, tested.stderr
+
+
+def test_unreachable_server_exits_4(cli: Any, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": f"postgresql://nobody:pw@127.0.0.1:{port}/x"},
+                                           "backup": {"dir": str(tmp_path / "b")}})
+    result = cli("backup", "create", "--target", "postgres")
+    assert result.exit_code == 4
+    assert result.stderr == (f'Error: cannot connect to PostgreSQL: connection to server at "127.0.0.1", port {port} '
+                             "failed: Connection refused\n")
