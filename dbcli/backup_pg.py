@@ -39,21 +39,8 @@ Progress = Callable[[str], None]
 # a custom-format archive of even one empty table is far larger: smaller output is not a dump
 MIN_DUMP_BYTES = 200
 
-# libpq connection keywords and the environment variables that carry them
-# (https://www.postgresql.org/docs/current/libpq-envars.html)
-_ENV = {
-    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
-    "passfile": "PGPASSFILE", "service": "PGSERVICE", "options": "PGOPTIONS", "application_name": "PGAPPNAME",
-    "sslmode": "PGSSLMODE", "sslcompression": "PGSSLCOMPRESSION", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
-    "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI",
-    "requirepeer": "PGREQUIREPEER", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
-    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "gssencmode": "PGGSSENCMODE",
-    "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB", "gssdelegation": "PGGSSDELEGATION",
-    "connect_timeout": "PGCONNECT_TIMEOUT", "client_encoding": "PGCLIENTENCODING",
-    "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
-    "channel_binding": "PGCHANNELBINDING", "require_auth": "PGREQUIREAUTH", "sslnegotiation": "PGSSLNEGOTIATION",
-    "sslcertmode": "PGSSLCERTMODE",
-}
+# connection keywords whose values are secrets: never in argv (the password goes in a passfile)
+_SECRET_KEYWORDS = frozenset({"sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"})
 
 
 @dataclass
@@ -148,19 +135,23 @@ def check_version(tools: Tools, server_major: int) -> None:
 # ---- environment -------------------------------------------------------------------------------
 
 @contextmanager
-def libpq_env(params: dict[str, str]) -> Iterator[dict[str, str]]:
-    """An environment for a libpq tool: PG* from ``params``, the password in a temp 0600 passfile."""
-    # the inherited PG* variables stay, as any libpq client (psql, psycopg) honours them; the
-    # conninfo's values override them
-    env = dict(os.environ)
+def libpq_connection(params: dict[str, str]) -> Iterator[tuple[dict[str, str], str]]:
+    """(environment, ``--dbname=`` argument) for a libpq tool; the password in a temp 0600 passfile.
+
+    The keywords go in a connection string, not in PG* variables: libpq lets a service file entry
+    (``PGSERVICE``, ``service=``) override PG* variables but not explicit keywords, and psycopg,
+    which every other command uses, passes explicit keywords. The string holds no secret, so ``ps``
+    shows nothing a ``pg_dump -h HOST -U USER DB`` would not.
+    """
+    secret = sorted(_SECRET_KEYWORDS & params.keys())
+    if secret:
+        raise ConfigError(f"connection parameter {secret[0]!r} cannot be passed to pg_dump or psql "
+                          "without showing it in the process list",
+                          hint="use a client certificate key without a passphrase, or a service file")
     password = params.get("password")
-    for key, value in params.items():
-        if key == "password":
-            continue
-        var = _ENV.get(key)
-        if var is None:
-            raise ConfigError(f"connection parameter {key!r} cannot be passed to pg_dump")
-        env[var] = value
+    keywords = {k: v for k, v in params.items() if k != "password" and not (password is not None and k == "passfile")}
+    arg = "--dbname=" + " ".join(f"{k}='{_conninfo_escape(v)}'" for k, v in keywords.items())
+    env = dict(os.environ)
     passdir = None
     try:
         if password is not None:
@@ -170,10 +161,14 @@ def libpq_env(params: dict[str, str]) -> Iterator[dict[str, str]]:
                 fh.write(f"*:*:*:*:{_pgpass_escape(password)}\n".encode())
             env["PGPASSFILE"] = str(passfile)
             env.pop("PGPASSWORD", None)  # libpq would prefer it to the passfile
-        yield env
+        yield env, arg
     finally:
         if passdir:
             shutil.rmtree(passdir, ignore_errors=True)
+
+
+def _conninfo_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _pgpass_escape(value: str) -> str:
@@ -203,11 +198,12 @@ _TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 # one line: the server, the snapshot pg_dump will dump, and the tables it holds. The counts run
 # beside pg_dump, so they should take as little CPU from it as they can: a parallel count takes two
 # more server processes (on 2 cores a 2M-row count costs 0.7 s of CPU in parallel, 0.3 s alone)
-# for a result nobody waits on, and JIT-compiling a count(*) costs more than it saves
-_OPEN = """SET max_parallel_workers_per_gather = 0;
-SET jit = off;
-BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+# for a result nobody waits on, and JIT-compiling a count(*) costs more than it saves. Set through
+# pg_settings: a server older than 11 (jit) or 9.6 (parallel query) has not got them
+_OPEN = """BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 SELECT json_build_object(
+  'tuned', (SELECT count(set_config(name, CASE name WHEN 'jit' THEN 'off' ELSE '0' END, false))
+            FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')),
   'num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
   'database', current_database(), 'snapshot', pg_export_snapshot(),
   'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text)
@@ -226,7 +222,8 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     tools = find_tools(cfg)
     timeout = cfg.postgres.statement_timeout
     variables = {"dbcli_statement_timeout": f"{int(timeout * 1000)}ms"} if timeout else {}
-    with libpq_env(postgres.conn_params(cfg)) as env, PsqlSession(tools.psql, env, cfg, variables) as session:
+    with (libpq_connection(postgres.conn_params(cfg)) as (env, conn_arg),
+          PsqlSession(tools.psql, env, cfg, conn_arg, variables) as session):
         # psql, not psycopg: pg_dump can start as soon as the snapshot exists (see psql_session)
         opened = session.send(("SET statement_timeout = :'dbcli_statement_timeout';\n" if timeout else "")
                               + _OPEN)
@@ -239,14 +236,20 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
         dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
                            + (backup_crypto.SUFFIX if key else ""))
         args = [str(tools.pg_dump), "--format=custom", f"--compress={compression}",
-                f"--snapshot={server['snapshot']}", "--no-password"]
+                f"--snapshot={server['snapshot']}", "--no-password", conn_arg]
         progress(f"postgres: dumping {database} with pg_dump {tools.version}")
         with open_private(dest) as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if key else out,
-                                    stderr=err, env=env)
-            pump = _Pump(proc.stdout, out, key) if key else None  # type: ignore[arg-type]
-            digest = _FileDigest(dest)
+            digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
             try:
+                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if key else out,
+                                        stderr=err, env=env)
+            except BaseException:
+                digest.cancel()
+                raise
+            pump: _Pump | None = None
+            try:
+                if key:
+                    pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
                 # counted while pg_dump works: the same rows, no extra wall time
                 kinds = {(s, n): k for s, n, k in tables}
                 counted = [Table(str(s), str(n), kinds[(s, n)], int(rows)) for s, n, rows in session.query(_COUNT)]
@@ -519,9 +522,10 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                  "--set=ON_ERROR_STOP=1", "--file=-"]
     head, tail = _opening_sql(restore_major, check_empty=not drop), _closing_sql(tables)
     progress(f"postgres: restoring {path.name}")
-    with (libpq_env(postgres.conn_params(cfg, dbname=dbname)) as env, tempfile.TemporaryFile() as out,
+    with (libpq_connection(postgres.conn_params(cfg, dbname=dbname)) as (env, conn_arg),
+          tempfile.TemporaryFile() as out,
           tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
-        psql = subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
+        psql = subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
         assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
         restore_code, problem, script_end = 0, None, b""

@@ -18,6 +18,8 @@ _SPACE = " \t\n\r\f\v"
 
 def parse(dsn: str) -> dict[str, str]:
     """The keyword/value pairs of a conninfo string or URI, as ``psycopg.conninfo.conninfo_to_dict`` gives them."""
+    if "\0" in dsn:
+        raise ValueError("NUL in a connection string")  # libpq, reading C strings, stops at it
     if dsn.startswith(_URI_PREFIXES):
         return _parse_uri(dsn)
     return _parse_keywords(dsn)

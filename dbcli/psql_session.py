@@ -26,15 +26,22 @@ from dbcli.errors import DbcliError
 class PsqlSession:
     """``psql`` reading a script from a pipe; ``query`` sends statements and reads their rows."""
 
-    def __init__(self, psql: Path, env: dict[str, str], cfg: Config, variables: dict[str, str] | None = None) -> None:
+    def __init__(self, psql: Path, env: dict[str, str], cfg: Config, conn_arg: str,
+                 variables: dict[str, str] | None = None) -> None:
+        """``conn_arg``: the ``--dbname=`` connection string (see backup_pg.libpq_connection)."""
         args = [str(psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
                 "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=verbose", "--set=SHOW_CONTEXT=never"]
         args += [f"--set={name}={value}" for name, value in (variables or {}).items()]
+        args.append(conn_arg)
         self.cfg = cfg
         self._err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
-        # the rows are read back as UTF-8 JSON whatever encoding the profile's clients use
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
-                                     env={**env, "PGCLIENTENCODING": "UTF8"})
+        try:
+            # the rows are read back as UTF-8 JSON whatever encoding the profile's clients use
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                         env={**env, "PGCLIENTENCODING": "UTF8"})
+        except BaseException:
+            self._err.close()
+            raise
         self._serial = 0
 
     def send(self, script: str) -> str:
@@ -111,5 +118,10 @@ def psql_error(stderr: str, code: int, cfg: Config | None = None) -> DbcliError:
     connect = re.search(r"^psql: error: (.*)", stderr, re.MULTILINE)
     if connect:
         return postgres.unreachable(connect.group(1).strip(), cfg)
+    # the server went away mid-session: no SQLSTATE, as psycopg's OperationalError has none
+    lost = re.search(r"server closed the connection unexpectedly|connection to server was lost"
+                     r"|could not receive data from server|no connection to the server", stderr)
+    if lost:
+        return postgres.unreachable(lost.group(0), cfg)
     lines = [line for line in stderr.splitlines() if line.strip()]
     return DbcliError(f"psql failed (exit {code}): {lines[-1] if lines else 'no message'}")

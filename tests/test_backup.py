@@ -498,3 +498,29 @@ def test_unreachable_server_exits_4(cli: Any, tmp_path: Path) -> None:
     assert result.exit_code == 4
     assert result.stderr == (f'Error: cannot connect to PostgreSQL: connection to server at "127.0.0.1", port {port} '
                              "failed: Connection refused\n")
+
+
+def test_explicit_settings_beat_a_service_entry(cli: Any, pg_config: dict[str, Any], pg_server: PgServer,
+                                               pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libpq lets a service entry override PG* variables, not explicit keywords: psycopg (every other
+    # command) passes keywords, and so must the tools, or the backup would be of another database
+    import psycopg
+
+    other = pg_server.create_database()
+    try:
+        for db, rows in ((pg_db, 3), (other, 1)):
+            with psycopg.connect(pg_server.conninfo(db), autocommit=True) as conn:
+                conn.execute("CREATE TABLE t (id int)")
+                conn.execute("INSERT INTO t SELECT generate_series(1, %s)", (rows,))
+        (tmp_path / "services.conf").write_text(f"[svc]\ndbname={other}\n")
+        monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "services.conf"))
+        monkeypatch.setenv("PGSERVICE", "svc")
+        write_config(tmp_path / "dbcli.yaml", {"postgres": pg_config["postgres"],
+                                               "backup": {"dir": str(tmp_path / "b")}})
+        made = cli("backup", "create", "--target", "postgres", "-f", "json")
+        assert made.exit_code == 0, made.stderr
+        manifest = json.loads((Path(made.json()["path"]) / "manifest.json").read_text())
+        assert manifest["postgres"]["database"] == pg_db
+        assert manifest["postgres"]["tables"][0]["rows"] == 3
+    finally:
+        pg_server.drop_database(other)

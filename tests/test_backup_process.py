@@ -168,7 +168,7 @@ def test_no_password_in_ps_during_a_backup(pg_server: PgServer, password_role: t
         assert not [pid for pid, line in _cmdlines().items() if secret in line]
         environ = Path(f"/proc/{pg_dump_pid}/environ").read_bytes()
         assert secret not in environ and b"PGPASSWORD" not in environ and b"PGPASSFILE=" in environ
-        assert f"PGUSER={role}".encode() in environ
+        assert f"user='{role}'".encode() in Path(f"/proc/{pg_dump_pid}/cmdline").read_bytes()
     finally:
         blocker.rollback()
         blocker.close()

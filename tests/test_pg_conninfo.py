@@ -48,6 +48,8 @@ REFUSED = [
     "postgresql://[]/db", "postgresql://[::1/db", "postgresql://h/%zz", "postgresql://h/a%00",
     "postgresql://[::1]x/db", "postgresql://h/?ssl=false",
 ]
+# strings libpq reads differently from Python: we leave them to libpq
+LEFT_TO_LIBPQ = ["host=good\0 host=evil", "postgresql://h/db?host=a\0&host=b", "postgresql://h/db "]
 
 
 @pytest.mark.parametrize("dsn", CASES)
@@ -59,6 +61,11 @@ def test_parse_agrees_with_libpq(dsn: str) -> None:
 @pytest.mark.parametrize("dsn", REFUSED)
 def test_what_libpq_refuses_is_refused(dsn: str) -> None:
     assert _libpq(dsn) is None
+    assert _ours(dsn) is None
+
+
+@pytest.mark.parametrize("dsn", LEFT_TO_LIBPQ)
+def test_what_libpq_reads_its_own_way_is_left_to_it(dsn: str) -> None:
     assert _ours(dsn) is None
 
 
@@ -126,9 +133,31 @@ def test_malformed_dsn_gets_libpqs_message(tmp_path: Path) -> None:
      'FATAL:  database "x" does not exist'),
     ("psql:<stdin>:1: FATAL:  3D000: database \"gone\" does not exist\n", NotFoundError,
      'database "gone" does not exist'),
+    ("psql:<stdin>:9: server closed the connection unexpectedly\n\tThis probably means the server terminated "
+     "abnormally\npsql:<stdin>:9: error: connection to server was lost\n", UnreachableError,
+     "cannot connect to PostgreSQL: server closed the connection unexpectedly"),
     ("", DbcliError, "psql failed (exit 2): no message"),
 ])
 def test_psql_errors_map_like_driver_errors(stderr: str, kind: type[DbcliError], message: str) -> None:
     error = psql_error(stderr, 3 if stderr else 2)
     assert type(error) is kind
     assert error.message == message
+
+
+def test_tools_get_keywords_in_argv_and_the_password_in_a_passfile() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from dbcli.backup_pg import libpq_connection
+
+    params = {"host": "/tmp/a b", "dbname": "it's", "user": "back\\slash", "password": "s3cret", "passfile": "/x",
+              "application_name": "dbcli"}
+    with libpq_connection(params) as (env, arg):
+        assert arg.startswith("--dbname=") and "s3cret" not in arg
+        assert conninfo_to_dict(arg.removeprefix("--dbname=")) == {
+            k: v for k, v in params.items() if k not in ("password", "passfile")}
+        passfile = Path(env["PGPASSFILE"])
+        assert passfile.read_text() == "*:*:*:*:s3cret\n" and passfile.stat().st_mode & 0o777 == 0o600
+    assert not passfile.exists()
+    with pytest.raises(ConfigError, match="'sslpassword' cannot be passed"), \
+            libpq_connection({"host": "h", "sslpassword": "x"}):
+        pass
