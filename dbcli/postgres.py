@@ -30,7 +30,7 @@ def conninfo(cfg: Config, *, dbname: str | None = None) -> str:
     except Exception as e:  # psycopg.ProgrammingError on a malformed DSN
         from dbcli.errors import ConfigError
 
-        raise ConfigError(f"postgres.dsn is not a valid connection string: {redact_text(str(e))}") from None
+        raise ConfigError(f"postgres.dsn is not a valid connection string: {redact_text(str(e)).strip()}") from None
 
 
 def conn_params(cfg: Config, *, dbname: str | None = None) -> dict[str, str]:

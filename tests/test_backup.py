@@ -524,3 +524,18 @@ def test_explicit_settings_beat_a_service_entry(cli: Any, pg_config: dict[str, A
         assert manifest["postgres"]["tables"][0]["rows"] == 3
     finally:
         pg_server.drop_database(other)
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("host=/tmp sslpassword=hunter2 dbname=x",
+     "Error: connection parameter 'sslpassword' cannot be passed to pg_dump or psql without showing it in the "
+     "process list (hint: use a client certificate key without a passphrase, or a service file)\n"),
+    ("host='unterminated",
+     "Error: postgres.dsn is not a valid connection string: unterminated quoted string in connection info "
+     "string\n"),
+])
+def test_unusable_connection_settings_exit_3_in_one_line(cli: Any, tmp_path: Path, dsn: str, message: str) -> None:
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": dsn}, "backup": {"dir": str(tmp_path / "b")}})
+    result = cli("backup", "create", "--target", "postgres")
+    assert (result.exit_code, result.stderr) == (3, message)
+    assert "hunter2" not in result.stdout + result.stderr
