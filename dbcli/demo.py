@@ -39,6 +39,7 @@ def run(cfg: Config, out: Output) -> None:
     from dbcli import health
 
     out.info("== the servers")
+    configured = cfg.mongo.configured
     mongo = use_local_mongo_if_available(cfg)
     pings = health.ping_all(cfg)
     out.rows([p.as_row() for p in pings], ["server", "status", "version", "rtt_ms", "target"])
@@ -51,6 +52,10 @@ def run(cfg: Config, out: Output) -> None:
         out.info(f"PostgreSQL data: {cfg.postgres.data_dir} (left running; `dbcli local stop` stops it)")
     if mongo and cfg.mongo.embedded:
         out.info(f"MongoDB-wire data: {cfg.mongo.data_dir}")
+        if not configured:
+            # other commands follow the profile: without this, they (and a restore test of the
+            # demo's backup) find no MongoDB
+            out.info("  (found and used by the demo only: set mongo.embedded: true for other commands to use it)")
     elif not mongo:
         out.info("no MongoDB-wire server found (mongod or ferretdb): the MongoDB steps are skipped")
     for title, module_name in STEPS:

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from dbcli import postgres
+from dbcli.child_process import wait_exited
 from dbcli.config import Config, redact_text
 from dbcli.errors import DbcliError
 
@@ -74,9 +75,8 @@ class PsqlSession:
 
     def failure(self) -> DbcliError:
         """The error psql stopped on, as dbcli reports a driver error."""
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        code = wait_exited(self.proc, 10)
+        if code is None:
             self.proc.kill()
             code = self.proc.wait()
         self._err.seek(0)
@@ -88,9 +88,7 @@ class PsqlSession:
         if self.proc.stdin:
             with suppress(BrokenPipeError):
                 self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if wait_exited(self.proc, 10) is None:
             self.proc.kill()
             self.proc.wait()
         if self.proc.stdout:

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -478,12 +479,51 @@ def test_odd_names_are_counted_in_the_dump_snapshot(cli: Any, pg_config: dict[st
     made = cli("backup", "create", "--target", "postgres", "-f", "json")
     assert made.exit_code == 0, made.stderr
     manifest = json.loads((Path(made.json()["path"]) / "manifest.json").read_text())
-    assert manifest["postgres"]["tables"] == [
+    assert [{k: v for k, v in t.items() if k != "oid"} for t in manifest["postgres"]["tables"]] == [
         {"schema": 'Sch "q"', "table": "we'ird\nname", "kind": "r", "rows": 3},
         {"schema": "public", "table": "é; DROP TABLE x", "kind": "r", "rows": 2},
     ]
     tested = cli("backup", "verify", "--latest", "--restore-test")
     assert tested.exit_code == 0, tested.stderr
+
+
+def test_latin1_database_with_non_ascii_names(cli: Any, pg_server: PgServer, tmp_path: Path) -> None:
+    # pg_restore --list prints names in the database's encoding: the archive is checked by oid
+    import psycopg
+    from psycopg import sql
+
+    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(3)]  # a LATIN1 source, LATIN1 and UTF8 targets
+    try:
+        with pg_server.admin() as conn:
+            for name, encoding in zip(names, ("LATIN1", "LATIN1", "UTF8"), strict=True):
+                conn.execute(sql.SQL("CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                             .format(sql.Identifier(name), sql.Literal(encoding)))
+        with psycopg.connect(pg_server.conninfo(names[0]), autocommit=True) as conn:
+            conn.execute('CREATE SCHEMA "ñu"')
+            conn.execute('CREATE TABLE "ñu"."café" (id int, v text)')
+            conn.execute("""INSERT INTO "ñu"."café" SELECT g, 'crème' FROM generate_series(1, 5) g""")
+        write_config(tmp_path / "dbcli.yaml", {
+            "backup": {"dir": str(tmp_path / "b")},
+            "profiles": {profile: {"postgres": {"dsn": pg_server.conninfo(name)}}
+                         for profile, name in zip(("src", "to_0", "to_1"), names, strict=True)}})
+        made = cli("--profile", "src", "backup", "create", "--target", "postgres", "-f", "json")
+        assert made.exit_code == 0, made.stderr
+        manifest = json.loads((Path(made.json()["path"]) / "manifest.json").read_text())
+        (table,) = manifest["postgres"]["tables"]
+        assert (table["schema"], table["table"], table["rows"]) == ("ñu", "café", 5)
+        assert isinstance(table["oid"], int)
+        tested = cli("--profile", "src", "backup", "verify", "--latest", "--restore-test", "-f", "json")
+        assert tested.exit_code == 0, tested.stderr
+        assert {"check": "restore-test", "subject": "postgres ñu.café", "ok": True, "detail": ""} in tested.json()
+        for profile in ("to_0", "to_1"):
+            restored = cli("backup", "restore", made.json()["id"], "--target", "postgres", "--profile", profile,
+                           "-f", "json")
+            assert restored.exit_code == 0, restored.stderr
+            assert restored.json() == [{"target": "postgres", "name": "ñu.café", "expected": 5, "restored": 5,
+                                        "ok": True}]
+    finally:
+        for name in names:
+            pg_server.drop_database(name)
 
 
 def test_unreachable_server_exits_4(cli: Any, tmp_path: Path) -> None:
