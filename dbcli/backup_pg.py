@@ -118,10 +118,15 @@ def tool_version(path: Path) -> tuple[str, int]:
                                 stderr=subprocess.DEVNULL, text=True)
     except OSError as e:
         raise ConfigError(f"cannot run {path}: {e.strerror}") from None
-    # one line of output (it fits in the pipe): wait for the exit, then read
-    if wait_exited(proc, 30) is None:
+    try:
+        # one line of output (it fits in the pipe): wait for the exit, then read
+        if wait_exited(proc, 30) is None:
+            proc.kill()
+        stdout, _ = proc.communicate()
+    except BaseException:
         proc.kill()
-    stdout, _ = proc.communicate()
+        proc.communicate()
+        raise
     match = re.search(r"\)\s+(\d+)(?:\.(\d+))?", stdout)
     if proc.returncode != 0 or not match:
         raise ConfigError(f"{path} --version printed no version: {stdout.strip()[:80]!r}")
@@ -374,6 +379,7 @@ def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
     return stdout
 
 
+_TABLE_DATA = re.compile(r"^\d+; 0 (\d+) TABLE DATA ", re.MULTILINE)
 _LARGE_OBJECTS = re.compile(r"^\d+; \d+ \d+ (BLOBS|BLOB|BLOB METADATA|LARGE OBJECTS) ", re.MULTILINE)
 
 
@@ -385,8 +391,14 @@ def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[d
     Returns whether the archive holds large objects (their restore has a transaction of its own).
     """
     toc = list_archive(tools, path, key)
+    # "2572; 0 16420 TABLE DATA public accounts postgres": a TABLE DATA entry's catalog id is its
+    # table's oid, which the manifest records. pg_restore prints names in the database's encoding,
+    # which need not be UTF-8; manifests written before dbcli recorded oids are matched by name
+    with_data = {int(oid) for oid in _TABLE_DATA.findall(toc)}
     # partitioned parents ('p') hold no data of their own: their partitions have the TABLE DATA entries
-    missing = [f"{t['schema']}.{t['table']}" for t in tables if t["kind"] == "r" and not _has_data(toc, t)]
+    missing = [f"{t['schema']}.{t['table']}" for t in tables if t["kind"] == "r"
+               and not (int(t["oid"]) in with_data if t.get("oid") is not None
+                        else f" TABLE DATA {_listed(t['schema'])} {_listed(t['table'])} " in toc)]
     if missing:
         raise CheckFailedError(f"{path.name} has no data for table {missing[0]}"
                                + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
@@ -396,15 +408,6 @@ def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[d
         if code != 0:
             raise CheckFailedError(f"pg_restore cannot read all of {path.name}: {_last_line(stderr)}")
     return bool(_LARGE_OBJECTS.search(toc))
-
-
-def _has_data(toc: str, table: dict[str, Any]) -> bool:
-    if table.get("oid") is not None:
-        # "2572; 0 16420 TABLE DATA public accounts postgres": the entry's catalog id is the table's
-        # oid. pg_restore prints names in the database's encoding, which need not be UTF-8
-        return re.search(rf"^\d+; 0 {int(table['oid'])} TABLE DATA ", toc, re.MULTILINE) is not None
-    # manifests written before dbcli recorded oids
-    return f" TABLE DATA {_listed(table['schema'])} {_listed(table['table'])} " in toc
 
 
 def _listed(name: str) -> str:
@@ -687,8 +690,10 @@ def _closing_sql(tables: list[dict[str, Any]]) -> bytes:
 
     from psycopg import sql
 
-    expected = json.dumps([{"schema": t["schema"], "table": t["table"], "expected": t["rows"]} for t in tables])
-    # the script has set the dump's encoding: the counts' names are read back as UTF-8
+    # the script has set the dump's encoding; from here on the client speaks UTF-8 both ways (and
+    # the names go as text, not \u escapes, which a non-UTF-8 server before PostgreSQL 13 rejects)
+    expected = json.dumps([{"schema": t["schema"], "table": t["table"], "expected": t["rows"]} for t in tables],
+                          ensure_ascii=False)
     return sql.SQL("""
 SET client_encoding = 'UTF8';
 CREATE TEMPORARY TABLE dbcli_restore_counts ON COMMIT DROP AS

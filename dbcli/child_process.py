@@ -24,7 +24,9 @@ def wait_exited(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: 
         except subprocess.TimeoutExpired:
             return None
     try:
-        if not select.select([pidfd], [], [], timeout)[0]:
+        poller = select.poll()  # not select.select: it refuses descriptors above 1023
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             return None
     finally:
         os.close(pidfd)

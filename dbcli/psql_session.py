@@ -65,7 +65,12 @@ class PsqlSession:
             line = self.proc.stdout.readline()
             if not line:
                 raise self.failure()
-            text = line.decode().rstrip("\n")
+            try:
+                text = line.decode().rstrip("\n")
+            except UnicodeDecodeError:
+                # PGCLIENTENCODING=UTF8 converts every server encoding but SQL_ASCII, which passes bytes on
+                raise DbcliError("the server sent names that are not UTF-8 (a SQL_ASCII database?): "
+                                 "dbcli cannot record them") from None
             if text == marker:
                 return out
             out.append(json.loads(text))

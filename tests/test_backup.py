@@ -487,6 +487,26 @@ def test_odd_names_are_counted_in_the_dump_snapshot(cli: Any, pg_config: dict[st
     assert tested.exit_code == 0, tested.stderr
 
 
+def test_archive_check_by_oid_and_by_name_for_older_manifests(made_backup: MadeBackup, tmp_path: Path) -> None:
+    from dbcli import backup_pg, backup_store
+    from dbcli.config import load_config
+    from dbcli.errors import CheckFailedError
+
+    root = made_backup.copy_to(tmp_path)
+    pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
+    dump, tools = root / made_backup.id / pg["file"], backup_pg.find_tools(load_config())
+    assert all(isinstance(t["oid"], int) for t in pg["tables"])
+    backup_pg.check_archive(tools, dump, None, tables=pg["tables"])
+    # manifests written before dbcli recorded oids: matched by name
+    backup_pg.check_archive(tools, dump, None, tables=[{k: v for k, v in t.items() if k != "oid"}
+                                                       for t in pg["tables"]])
+    users = next(t for t in pg["tables"] if t["table"] == "users")
+    with pytest.raises(CheckFailedError, match="has no data for table public.users"):
+        backup_pg.check_archive(tools, dump, None, tables=[{**users, "oid": 1}])
+    with pytest.raises(CheckFailedError, match="has no data for table public.nope"):
+        backup_pg.check_archive(tools, dump, None, tables=[{"schema": "public", "table": "nope", "kind": "r"}])
+
+
 def test_latin1_database_with_non_ascii_names(cli: Any, pg_server: PgServer, tmp_path: Path) -> None:
     # pg_restore --list prints names in the database's encoding: the archive is checked by oid
     import psycopg
