@@ -104,6 +104,9 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
                     "database": res.database, "server_version": res.server_version,
                     "pg_dump_version": res.pg_dump_version, "file": str(res.file.relative_to(partial)),
                     "consistency": "rows counted in the snapshot pg_dump used",
+                    # each table's own rows, as its TABLE DATA holds them; a partitioned table:
+                    # its partitions' sum (manifests without this key counted children in too)
+                    "row_counts": "own",
                     "tables": [t.as_dict() for t in res.tables],
                     "large_objects": res.large_objects,
                 }
@@ -170,7 +173,7 @@ def summary(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
         "targets": manifest.get("targets"), "started_at": manifest["started_at"],
         "duration_s": manifest.get("duration_s"),
         "size_bytes": sum(f["size"] for f in files.values()),
-        "tables": len(pg.get("tables", [])), "rows": sum(t["rows"] for t in pg.get("tables", [])),
+        "tables": len(pg.get("tables", [])), "rows": sum(t["rows"] for t in pg.get("tables", []) if t["kind"] != "p"),
         "collections": len(mg.get("collections", [])),
         "documents": sum(c["documents"] for c in mg.get("collections", [])),
         "encrypted": bool(manifest.get("encryption")),
@@ -362,7 +365,7 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
             try:
                 done = backup_pg.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
                                          large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
-                                         progress=progress)
+                                         own_rows=pg.get("row_counts") == "own", progress=progress)
                 _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
             finally:
                 _drop_pg_database(cfg, scratch)
@@ -481,7 +484,7 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
                 done = backup_pg.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
                                          tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
                                          large_objects=pg.get("large_objects"), no_owner=no_owner,
-                                         progress=progress, pause=_pause)
+                                         own_rows=pg.get("row_counts") == "own", progress=progress, pause=_pause)
             except backup_pg.DamagedArchive as e:
                 raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
                                        hint="nothing was restored") from None

@@ -215,14 +215,17 @@ SELECT json_build_object(
             FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')),
   'num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
   'database', current_database(), 'snapshot', pg_export_snapshot(),
-  'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text, c.oid)
-                                       ORDER BY n.nspname, c.relname), '[]') """ + _TABLES + "));"
+  'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text, c.oid,
+    (SELECT i.inhparent FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+      WHERE i.inhrelid = c.oid AND pc.relkind = 'p')) ORDER BY n.nspname, c.relname), '[]') """ + _TABLES + "));"
 
-# a line per table, in the same snapshot: the count statements are built by the server from the
-# catalog (format's %I quotes the names) and run by psql's \gexec
-_COUNT = """SELECT format('SELECT json_build_array(%L, %L, count(*)) FROM %I.%I',
+# a line per plain table, in the same snapshot: the count statements are built by the server from
+# the catalog (format's %I quotes the names) and run by psql's \gexec. ONLY: the rows the table's
+# own TABLE DATA holds (COPY TO leaves out inheritance children); a partitioned table is not
+# scanned again, its count is the sum of its partitions'
+_COUNT = """SELECT format('SELECT json_build_array(%L, %L, count(*)) FROM ONLY %I.%I',
                     n.nspname, c.relname, n.nspname, c.relname) """ + _TABLES + """
- ORDER BY n.nspname, c.relname \\gexec"""
+   AND c.relkind = 'r' ORDER BY n.nspname, c.relname \\gexec"""
 
 
 def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
@@ -240,7 +243,8 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
         (server,) = session.rows(opened)
         check_version(tools.pg_dump, version, int(server["num"]) // 10000)
         database = str(server["database"])
-        tables = {(str(s), str(n)): (str(k), int(oid)) for s, n, k, oid in server["tables"]}
+        tables = [_Listed(str(s), str(n), str(k), int(oid), None if parent is None else int(parent))
+                  for s, n, k, oid, parent in server["tables"]]
         if not tables:
             raise CheckFailedError(f"postgres database {database} has no tables: refusing to write an empty backup")
         dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
@@ -261,10 +265,7 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 if key:
                     pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
                 # counted while pg_dump works: the same rows, no extra wall time
-                counted: list[Table] = []
-                for schema, name, rows in session.query(_COUNT):
-                    kind, oid = tables[(schema, name)]
-                    counted.append(Table(schema, name, kind, int(rows), oid))
+                counted = _with_partition_totals(tables, {(s, n): int(rows) for s, n, rows in session.query(_COUNT)})
                 pause("pg_dump")
                 code = _wait(proc, dest, f"postgres: dumping {database}", progress)
                 if pump:
@@ -293,6 +294,28 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
     return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
                       file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
+
+
+@dataclass
+class _Listed:
+    schema: str
+    name: str
+    kind: str
+    oid: int
+    partition_of: int | None  # the partitioned table's oid, for a partition
+
+
+def _with_partition_totals(tables: list[_Listed], own: dict[tuple[str, str], int]) -> list[Table]:
+    """Each plain table's own rows; a partitioned table's: the sum of its partitions' (recursively)."""
+    partitions: dict[int, list[_Listed]] = {}
+    for t in tables:
+        if t.partition_of is not None:
+            partitions.setdefault(t.partition_of, []).append(t)
+
+    def rows(t: _Listed) -> int:
+        return own[(t.schema, t.name)] if t.kind == "r" else sum(map(rows, partitions.get(t.oid, [])))
+
+    return [Table(t.schema, t.name, t.kind, rows(t), t.oid) for t in tables]
 
 
 def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
@@ -495,7 +518,7 @@ class Restored:
 
 def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
             sha256: str | None = None, large_objects: bool | None = None, dbname: str | None = None,
-            no_owner: bool = False, progress: Progress,
+            no_owner: bool = False, own_rows: bool = False, progress: Progress,
             pause: Callable[[str], None] = lambda _stage: None) -> Restored:
     """Restore the archive into the profile's database (or ``dbname``) in one transaction.
 
@@ -524,7 +547,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         pg_args += ["--no-owner", "--no-privileges"]
     psql_args = [str(tools.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
                  "--set=ON_ERROR_STOP=1", "--file=-"]
-    head, tail = _opening_sql(restore_major, check_empty=not drop), _closing_sql(tables)
+    head, tail = _opening_sql(restore_major, check_empty=not drop), _closing_sql(tables, own_rows)
     progress(f"postgres: restoring {path.name}")
     with (libpq_connection(postgres.conn_params(cfg, dbname=dbname)) as (env, conn_arg),
           tempfile.TemporaryFile() as out,
@@ -685,11 +708,16 @@ $dbcli$;
             not_empty=sql.SQL(_NOT_EMPTY)).as_string(None).encode()
 
 
-def _closing_sql(tables: list[dict[str, Any]]) -> bytes:
+def _closing_sql(tables: list[dict[str, Any]], own_rows: bool) -> bytes:
+    """Count the restored rows as the manifest counted them: with ``own_rows``, each plain table's
+    own rows (partitioned tables are their partitions' sum: not counted again); before that, every
+    table with its inheritance children and partitions."""
     import json
 
     from psycopg import sql
 
+    if own_rows:
+        tables = [t for t in tables if t["kind"] == "r"]
     # the script has set the dump's encoding; from here on the client speaks UTF-8 both ways (and
     # the names go as text, not \u escapes, which a non-UTF-8 server before PostgreSQL 13 rejects)
     expected = json.dumps([{"schema": t["schema"], "table": t["table"], "expected": t["rows"]} for t in tables],
@@ -706,7 +734,7 @@ DECLARE
 BEGIN
   FOR t IN SELECT schema, "table" FROM pg_temp.dbcli_restore_counts LOOP
     IF to_regclass(format('%I.%I', t.schema, t."table")) IS NOT NULL THEN
-      EXECUTE format('SELECT count(*) FROM %I.%I', t.schema, t."table") INTO n;
+      EXECUTE format({count}, t.schema, t."table") INTO n;
       UPDATE pg_temp.dbcli_restore_counts SET actual = n WHERE schema = t.schema AND "table" = t."table";
     END IF;
   END LOOP;
@@ -722,7 +750,9 @@ BEGIN
 END
 $dbcli$;
 COMMIT;
-""").format(expected=sql.Literal(expected)).as_string(None).encode()
+""").format(expected=sql.Literal(expected),
+            count=sql.Literal("SELECT count(*) FROM ONLY %I.%I" if own_rows else "SELECT count(*) FROM %I.%I"),
+            ).as_string(None).encode()
 
 
 def _send(sink: IO[bytes], data: bytes) -> bool:

@@ -487,6 +487,52 @@ def test_odd_names_are_counted_in_the_dump_snapshot(cli: Any, pg_config: dict[st
     assert tested.exit_code == 0, tested.stderr
 
 
+def test_partitions_and_inheritance_are_counted_once(cli: Any, pg_config: dict[str, Any], pg_server: PgServer,
+                                                    pg_db: str, tmp_path: Path) -> None:
+    # a table's count is the rows its own TABLE DATA holds (COPY TO leaves out children); a
+    # partitioned table's is its partitions' sum, not a second scan of them
+    import psycopg
+
+    from dbcli import backup_store
+
+    with psycopg.connect(pg_server.conninfo(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE ev (id int, at date) PARTITION BY RANGE (at)")
+        conn.execute("CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+        conn.execute("CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') "
+                     "PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE ev_b1 PARTITION OF ev_b FOR VALUES FROM (0) TO (1000000)")
+        conn.execute("INSERT INTO ev SELECT g, '2024-01-01'::date + g % 700 FROM generate_series(1, 1000) g")
+        conn.execute("CREATE TABLE parent (id int)")
+        conn.execute("CREATE TABLE child (extra int) INHERITS (parent)")
+        conn.execute("INSERT INTO parent SELECT generate_series(1, 10)")
+        conn.execute("INSERT INTO child SELECT g, g FROM generate_series(1, 5) g")
+    write_config(tmp_path / "dbcli.yaml", {**pg_config, "backup": {"dir": str(tmp_path / "b")}})
+    made = cli("backup", "create", "--target", "postgres", "-f", "json")
+    assert made.exit_code == 0, made.stderr
+    assert made.json()["rows"] == 1015
+    path = Path(made.json()["path"])
+    manifest = backup_store.read_manifest(path)
+    assert manifest["postgres"]["row_counts"] == "own"
+    assert {t["table"]: (t["kind"], t["rows"]) for t in manifest["postgres"]["tables"]} == {
+        "child": ("r", 5), "ev": ("p", 1000), "ev_a": ("r", 666), "ev_b": ("p", 334), "ev_b1": ("r", 334),
+        "parent": ("r", 10)}
+    tested = cli("backup", "verify", "--latest", "--restore-test", "-f", "json")
+    assert tested.exit_code == 0, tested.stderr
+
+    # a manifest from before "row_counts": every table counted with its children, and so compared
+    old = {k: v for k, v in manifest.items() if k != "checksum"}
+    old["postgres"] = {k: v for k, v in manifest["postgres"].items() if k != "row_counts"}
+    old["postgres"]["tables"] = [{**t, "rows": 15} if t["table"] == "parent" else t for t in old["postgres"]["tables"]]
+    backup_store.write_manifest(path, old)
+    assert cli("backup", "verify", "--latest", "--restore-test").exit_code == 0
+    old["postgres"]["tables"] = [{**t, "rows": 10} if t["table"] == "parent" else t for t in old["postgres"]["tables"]]
+    backup_store.write_manifest(path, old)
+    mismatch = cli("backup", "verify", "--latest", "--restore-test", "-f", "json")
+    assert mismatch.exit_code == 8
+    assert {"check": "restore-test", "subject": "postgres public.parent", "ok": False,
+            "detail": "15 rows restored, manifest says 10"} in mismatch.json()
+
+
 def test_archive_check_by_oid_and_by_name_for_older_manifests(made_backup: MadeBackup, tmp_path: Path) -> None:
     from dbcli import backup_pg, backup_store
     from dbcli.config import load_config
