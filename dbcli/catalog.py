@@ -607,6 +607,60 @@ _FLOAT = r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*"
 _BOOL_TEXT = frozenset(v for word in _TRUE | _FALSE for v in (word, word.upper(), word.capitalize()))
 
 
+def _numeric_cell(col: Column) -> tuple[str, int] | None:
+    """(regular expression of a valid cell, digits a plain cell may have) for a number column."""
+    base = col.base_type
+    if base in ("int2", "int4", "int8"):
+        plain = {"int2": 4, "int4": 9, "int8": 18}[base]  # fewer digits than the type's limit
+        return _SIGNED_INT.format(plain), plain
+    if base == "numeric":
+        whole = "+"
+        plain = 1000
+        if col.typmod >= 4:
+            precision, scale = ((col.typmod - 4) >> 16) & 0xFFFF, (col.typmod - 4) & 0xFFFF
+            whole = f"{{1,{precision - scale}}}" if precision > scale else "{0}0?"
+            plain = max(precision - scale, 0)
+        return rf"[ \t]*[+-]?(?:\d{whole}(?:\.\d*)?|\.\d+)[ \t]*", plain
+    if base in ("float4", "float8"):
+        return _FLOAT, 0
+    return None
+
+
+def _text_limit(col: Column) -> int | None:
+    return col.typmod - 4 if col.base_type in ("varchar", "bpchar") and col.typmod > 4 else None
+
+
+# a CSV field on one line, as csv.reader and COPY both read it: quoted with its quotes doubled, or
+# unquoted (written as an unrolled loop: a branch per character is three times slower in re)
+_CSV_FIELD = r'(?:"[^"\r\n]*(?:""[^"\r\n]*)*"|[^,"\r\n]*)'
+
+
+def csv_field_regex(col: Column) -> str | None:
+    """A regular expression for a column's field as written in a CSV file (one line, before any
+    unquoting) that matches only cells :func:`csv_column_check` accepts and COPY reads the same
+    way; None for the types checked cell by cell.
+
+    It lets a whole batch of records be checked in one match over its text, without splitting it
+    into cells: numbers and booleans must be unquoted there (a quoted one is left to the full
+    check, which reads "" as the empty string and an unquoted empty cell as NULL, as COPY does).
+    """
+    empty_ok = not col.not_null or col.is_string
+    number = _numeric_cell(col)
+    if number is not None:
+        cell = number[0]
+    elif col.base_type == "bool":
+        single = "".join(sorted(v for v in _BOOL_TEXT if len(v) == 1))
+        cell = "|".join([f"[{single}]", *sorted((v for v in _BOOL_TEXT if len(v) > 1), key=str.lower)])
+    elif col.is_string:
+        limit = _text_limit(col)
+        if limit is None:
+            return _CSV_FIELD
+        return rf'(?:[^,"\r\n]{{0,{limit}}}|"[^"\r\n]{{0,{limit}}}")'
+    else:
+        return None
+    return f"(?:{cell})?" if empty_ok else f"(?:{cell})"
+
+
 def csv_column_check(col: Column) -> ColumnCheck | None:
     """A check of a whole column of CSV cells, as PostgreSQL's COPY will read them (None: no check).
 
@@ -619,22 +673,10 @@ def csv_column_check(col: Column) -> ColumnCheck | None:
     convert = converter_for(col)
     empty_ok = not col.not_null or col.is_string
     base = col.base_type
-    cell: str | None = None
-    plain: int | None = None  # cells of at most this many digits and dots are valid without a regex
-    if base in ("int2", "int4", "int8"):
-        plain = {"int2": 4, "int4": 9, "int8": 18}[base]  # fewer digits than the type's limit
-        cell = _SIGNED_INT.format(plain)
-    elif base == "numeric":
-        whole = "+"
-        plain = 1000
-        if col.typmod >= 4:
-            precision, scale = ((col.typmod - 4) >> 16) & 0xFFFF, (col.typmod - 4) & 0xFFFF
-            whole = f"{{1,{precision - scale}}}" if precision > scale else "{0}0?"
-            plain = max(precision - scale, 0)
-        cell = rf"[ \t]*[+-]?(?:\d{whole}(?:\.\d*)?|\.\d+)[ \t]*"
-    elif base in ("float4", "float8"):
-        cell = _FLOAT
-    elif base == "bool":
+    number = _numeric_cell(col)
+    cell: str | None = number[0] if number else None
+    plain: int | None = number[1] if number else None  # cells of at most this many digits and dots need no regex
+    if base == "bool":
         allowed = _BOOL_TEXT | ({""} if empty_ok else set())
 
         def check_bool(values: Sequence[str]) -> None:
@@ -643,7 +685,7 @@ def csv_column_check(col: Column) -> ColumnCheck | None:
         return check_bool
     elif col.is_string:
         # any text is valid text (NUL characters are checked once per batch by the caller)
-        limit = col.typmod - 4 if base in ("varchar", "bpchar") and col.typmod > 4 else None
+        limit = _text_limit(col)
         if limit is None:
             return None
 
