@@ -603,7 +603,9 @@ class BadValue(ValueError):
 ColumnCheck = Callable[[Sequence[str]], None]
 
 _SIGNED_INT = r"[ \t]*[+-]?\d{{1,{}}}[ \t]*"
-_FLOAT = r"[ \t]*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*"
+# each written so that a string can match in one way only: \d+\.?\d* splits a run of digits in
+# as many ways as it has digits, and a failed match of many such cells tries them all
+_FLOAT = r"[ \t]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t]*"
 _BOOL_TEXT = frozenset(v for word in _TRUE | _FALSE for v in (word, word.upper(), word.capitalize()))
 
 
@@ -618,8 +620,10 @@ def _numeric_cell(col: Column) -> tuple[str, int] | None:
         plain = 1000
         if col.typmod >= 4:
             precision, scale = ((col.typmod - 4) >> 16) & 0xFFFF, (col.typmod - 4) & 0xFFFF
-            whole = f"{{1,{precision - scale}}}" if precision > scale else "{0}0?"
-            plain = max(precision - scale, 0)
+            if precision <= scale:  # only a fraction: 0.5, .5, 0 (at least one digit)
+                return r"[ \t]*[+-]?(?:0(?:\.\d*)?|\.\d+)[ \t]*", 0
+            whole = f"{{1,{precision - scale}}}"
+            plain = precision - scale
         return rf"[ \t]*[+-]?(?:\d{whole}(?:\.\d*)?|\.\d+)[ \t]*", plain
     if base in ("float4", "float8"):
         return _FLOAT, 0

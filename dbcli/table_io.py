@@ -240,9 +240,7 @@ def import_csv(gw: TableGateway, stream: IO[str], *, upsert: bool = False, confl
     try:
         with load.cur.copy(load.copy_statement(options), writer=_queued_writer(load.cur)) as copy:
             for first, chunk in itertools.chain(pending, batches):
-                text = "".join(chunk)
-                if not text.endswith("\n"):
-                    text += "\n"
+                text = _batch_text(chunk)
                 if records is not None and records(text):
                     count, ends = len(chunk), None  # one record a line, every cell valid: nothing to split
                 else:
@@ -265,6 +263,13 @@ def import_csv(gw: TableGateway, stream: IO[str], *, upsert: bool = False, confl
     except psycopg.Error as e:
         raise _placed(translate(e), e, lines, "line", gw.table) from e
     return load.finish()
+
+
+def _batch_text(chunk: list[str]) -> str:
+    """The lines as COPY gets them: a last line without its line break gets one (a CR-only file's
+    last line ends in \r already, and COPY takes one line-break style per file)."""
+    text = "".join(chunk)
+    return text if text.endswith(("\n", "\r")) else text + "\n"
 
 
 def _records_regex(columns: list[Column]) -> Callable[[str], Any] | None:
@@ -372,8 +377,7 @@ def _csv_batch(chunk: list[str], first: int, width: int) -> tuple[list[list[str]
     except csv.Error:
         rows = []
     if rows and len(rows) == len(chunk) and min(map(len, rows)) == width == max(map(len, rows)):
-        text = "".join(chunk)
-        return rows, text if text.endswith(("\n", "\r")) else text + "\n", None
+        return rows, _batch_text(chunk), None
     # blank lines, quoted newlines, short rows or bad quoting: walk record by record
     rows, ends, keep, raw = [], [], [], []
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import random
+import time
 
 import pytest
 
-from dbcli.catalog import BadValue, Column, csv_column_check
-from dbcli.table_io import _csv_batch, _records_regex
+from dbcli.catalog import BadValue, Column, converter_for, csv_column_check
+from dbcli.table_io import _batch_text, _csv_batch, _records_regex
 
 
 def _col(name: str, base: str, category: str, typmod: int = -1, not_null: bool = False) -> Column:
@@ -46,12 +48,13 @@ def test_batch_match_implies_the_full_path_accepts_the_same(seed: int) -> None:
         lines = []
         for _ in range(rnd.randint(1, 4)):
             cells = [rnd.choice(CELLS) if rnd.random() < 0.3 else rnd.choice(_good(c)) for c in columns]
-            lines.append(",".join(cells) + rnd.choice(["\n", "\r\n"]))
-        text = "".join(lines)
+            lines.append(",".join(cells) + rnd.choice(["\n", "\r\n", "\r", ""]))
+        # split as the import reads a file (open(..., newline="")), joined as it sends a batch
+        chunk = io.StringIO("".join(lines), newline="").readlines()
+        text = _batch_text(chunk)
         if not records(text):
             continue
         matched += 1
-        chunk = text.splitlines(keepends=True)
         rows, sent, ends = _csv_batch(chunk, 1, len(columns))
         assert (len(rows), sent, ends) == (len(chunk), text, None), text
         for i, check in checks:
@@ -60,6 +63,13 @@ def test_batch_match_implies_the_full_path_accepts_the_same(seed: int) -> None:
                     check([row[i] for row in rows])
                 except BadValue as e:
                     pytest.fail(f"{text!r}: the batch matched, but column {columns[i].name} refuses it: {e}")
+            # and the column's converter, which the patterns do not share, takes every cell
+            col = columns[i]
+            for row in rows:
+                if row[i] == "":
+                    assert not col.not_null or col.is_string, (text, col.name)
+                else:
+                    converter_for(col)(row[i])
     assert matched > 5  # the property was tried on accepted batches, not only on refused ones
 
 
@@ -75,9 +85,31 @@ def test_not_for_one_column_or_types_checked_cell_by_cell() -> None:
     assert _records_regex([_col("t", "text", "S"), _col("d", "date", "D")]) is None
 
 
+def test_a_failing_match_does_not_backtrack_for_long() -> None:
+    # a line break inside quotes (valid CSV) fails the match at the end of a line of long numbers
+    floats = [_col(f"f{i}", "float8", "N") for i in range(6)]
+    records = _records_regex([*floats, _col("t", "text", "S")])
+    assert records is not None
+    line = ",".join(["1" * 60] * 6) + ",x\n"
+    text = line * 2000 + ",".join(["1" * 60] * 6) + ',"a\nb"\n'
+    started = time.monotonic()
+    assert not records(text)
+    check = csv_column_check(floats[0])
+    assert check is not None
+    check(["12"] * 40 + ["NaN"])  # the column check's own expression over many cells, then one it leaves
+    assert time.monotonic() - started < 2
+
+
+def test_a_cr_only_file_keeps_its_line_breaks() -> None:
+    chunk = io.StringIO("4,abc\r", newline="").readlines()
+    assert _batch_text(chunk) == "4,abc\r"  # not "\r\n": COPY takes one line-break style per file
+    assert _batch_text(["4,abc"]) == "4,abc\n"
+
+
 def test_what_the_match_leaves_to_the_full_path() -> None:
     records = _records_regex([_col("i", "int4", "N", not_null=True), _col("t", "text", "S")])
     assert records is not None
     assert records("1,a\n2,\"b,c\"\r\n")
-    for text in ['"1",a\n', ",a\n", "1,a\n\n2,b\n", '1,"a\nb"\n', "1,a,b\n", "1\n", "1234567890,a\n", '1,a"b\n']:
+    for text in ['"1",a\n', ",a\n", "1,a\n\n2,b\n", '1,"a\nb"\n', "1,a,b\n", "1\n", "1234567890,a\n", '1,a"b\n',
+                 "1,a\r"]:
         assert not records(text), text
