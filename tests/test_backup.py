@@ -462,22 +462,30 @@ def test_restore_test_ignores_what_template1_holds(cli: Any, made_backup: MadeBa
     assert result.exit_code == 0, result.stderr
 
 
+def _pg_backup_of(cli: Any, pg_server: PgServer, pg_db: str, pg_config: dict[str, Any], tmp_path: Path,
+                  script: str, **postgres: Any) -> Any:
+    """Run the SQL ``script`` in the test's database, then ``backup create --target postgres`` of it."""
+    import psycopg
+
+    with psycopg.connect(pg_server.conninfo(pg_db), autocommit=True) as conn:
+        conn.execute(script.encode())
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {**pg_config["postgres"], **postgres},
+                                           "backup": {"dir": str(tmp_path / "b")}})
+    made = cli("backup", "create", "--target", "postgres", "-f", "json")
+    assert made.exit_code == 0, made.stderr
+    return made
+
+
 def test_odd_names_are_counted_in_the_dump_snapshot(cli: Any, pg_config: dict[str, Any], pg_server: PgServer,
                                                     pg_db: str, tmp_path: Path) -> None:
     # names that quoting or psql's line-based output could trip on, and a statement_timeout that
     # reaches the counting session as a psql variable
-    import psycopg
-
-    with psycopg.connect(pg_server.conninfo(pg_db), autocommit=True) as conn:
-        conn.execute('CREATE SCHEMA "Sch ""q"""')
-        conn.execute('CREATE TABLE "Sch ""q"""."we\'ird\nname" (id int)')
-        conn.execute('INSERT INTO "Sch ""q"""."we\'ird\nname" SELECT generate_series(1, 3)')
-        conn.execute('CREATE TABLE "é; DROP TABLE x" (id int)')
-        conn.execute('INSERT INTO "é; DROP TABLE x" VALUES (1), (2)')
-    write_config(tmp_path / "dbcli.yaml", {"postgres": {**pg_config["postgres"], "statement_timeout": 30},
-                                           "backup": {"dir": str(tmp_path / "b")}})
-    made = cli("backup", "create", "--target", "postgres", "-f", "json")
-    assert made.exit_code == 0, made.stderr
+    made = _pg_backup_of(cli, pg_server, pg_db, pg_config, tmp_path, '''
+        CREATE SCHEMA "Sch ""q""";
+        CREATE TABLE "Sch ""q"""."we\'ird\nname" (id int);
+        INSERT INTO "Sch ""q"""."we\'ird\nname" SELECT generate_series(1, 3);
+        CREATE TABLE "é; DROP TABLE x" (id int);
+        INSERT INTO "é; DROP TABLE x" VALUES (1), (2);''', statement_timeout=30)
     manifest = json.loads((Path(made.json()["path"]) / "manifest.json").read_text())
     assert [{k: v for k, v in t.items() if k != "oid"} for t in manifest["postgres"]["tables"]] == [
         {"schema": 'Sch "q"', "table": "we'ird\nname", "kind": "r", "rows": 3},
@@ -491,24 +499,18 @@ def test_partitions_and_inheritance_are_counted_once(cli: Any, pg_config: dict[s
                                                     pg_db: str, tmp_path: Path) -> None:
     # a table's count is the rows its own TABLE DATA holds (COPY TO leaves out children); a
     # partitioned table's is its partitions' sum, not a second scan of them
-    import psycopg
-
     from dbcli import backup_store
 
-    with psycopg.connect(pg_server.conninfo(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE ev (id int, at date) PARTITION BY RANGE (at)")
-        conn.execute("CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
-        conn.execute("CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') "
-                     "PARTITION BY RANGE (id)")
-        conn.execute("CREATE TABLE ev_b1 PARTITION OF ev_b FOR VALUES FROM (0) TO (1000000)")
-        conn.execute("INSERT INTO ev SELECT g, '2024-01-01'::date + g % 700 FROM generate_series(1, 1000) g")
-        conn.execute("CREATE TABLE parent (id int)")
-        conn.execute("CREATE TABLE child (extra int) INHERITS (parent)")
-        conn.execute("INSERT INTO parent SELECT generate_series(1, 10)")
-        conn.execute("INSERT INTO child SELECT g, g FROM generate_series(1, 5) g")
-    write_config(tmp_path / "dbcli.yaml", {**pg_config, "backup": {"dir": str(tmp_path / "b")}})
-    made = cli("backup", "create", "--target", "postgres", "-f", "json")
-    assert made.exit_code == 0, made.stderr
+    made = _pg_backup_of(cli, pg_server, pg_db, pg_config, tmp_path, """
+        CREATE TABLE ev (id int, at date) PARTITION BY RANGE (at);
+        CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY RANGE (id);
+        CREATE TABLE ev_b1 PARTITION OF ev_b FOR VALUES FROM (0) TO (1000000);
+        INSERT INTO ev SELECT g, '2024-01-01'::date + g % 700 FROM generate_series(1, 1000) g;
+        CREATE TABLE parent (id int);
+        CREATE TABLE child (extra int) INHERITS (parent);
+        INSERT INTO parent SELECT generate_series(1, 10);
+        INSERT INTO child SELECT g, g FROM generate_series(1, 5) g;""")
     assert made.json()["rows"] == 1015
     path = Path(made.json()["path"])
     manifest = backup_store.read_manifest(path)
