@@ -64,9 +64,9 @@ def start_postgres(work: Path, users: int) -> str:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    from dbcli import local_pg
-    from dbcli.config import load_config
-    from dbcli.schema_files import migrations
+    from dbcli.config.load import load_config
+    from dbcli.postgres import embedded as local_pg
+    from dbcli.schema.files import migrations
 
     server = local_pg.ensure_running(work / "pg" / "data", "bench")
     dsn = make_conninfo("", **server.conninfo("bench"))
@@ -91,7 +91,7 @@ def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -
     client = MongoClient(uri, tz_aware=True)
     db = client[database]
     # the same collections and indexes dbcli writes into (index upkeep is part of every insert)
-    for spec_file in sorted((ROOT / "schemas" / "mongo").glob("*.json")):
+    for spec_file in sorted((ROOT / "dbcli" / "shop" / "schema" / "mongo").glob("*.json")):
         spec = json.loads(spec_file.read_text())
         for ix in spec["indexes"]:
             db[spec["name"]].create_index([tuple(k) for k in ix["keys"]], name=ix["name"],
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat both (alternating which goes first), "
                         "keep the best of each")
     args, _ = parser.parse_known_args()
-    from dbcli import local_pg
+    from dbcli.postgres import embedded as local_pg
 
     with tempfile.TemporaryDirectory(prefix="dbcli-bench-act-") as tmp:
         work = Path(tmp)

@@ -66,7 +66,7 @@ def seed_pg(conninfo: dict[str, str], rows: int) -> None:
 
 def start_ferretdb(work: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     from dbcli.errors import UnreachableError
-    from dbcli.local_mongo import built_ferretdb, start_server
+    from dbcli.mongo.embedded import built_ferretdb, start_server
 
     binary = built_ferretdb()
     if binary is None:
@@ -108,9 +108,9 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
-    from dbcli import local_pg
-    from dbcli.backup import DEFAULT_COMPRESSION
-    from dbcli.backup_pg import tool_version
+    from dbcli.backup.pg import tool_version
+    from dbcli.backup.service import DEFAULT_COMPRESSION
+    from dbcli.postgres import embedded as local_pg
 
     work = Path(tempfile.mkdtemp(prefix="dbcli-bench-backup-"))
     os.chmod(work, 0o755)  # the embedded server runs as another user when we are root

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 def start_ferretdb(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     from dbcli.errors import UnreachableError
-    from dbcli.local_mongo import built_ferretdb, start_server
+    from dbcli.mongo.embedded import built_ferretdb, start_server
 
     binary = built_ferretdb()
     if binary is None:

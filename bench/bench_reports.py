@@ -1,6 +1,6 @@
 """Benchmark: ``dbcli report run`` against a bare psycopg script, and cached against uncached.
 
-On a scratch embedded PostgreSQL seeded by ``dbcli.seed`` (default ~1M order items), in the same
+On a scratch embedded PostgreSQL seeded by ``dbcli.shop.seed`` (default ~1M order items), in the same
 run and with the same SQL and parameters:
 
 - ``dbcli report run user-orders`` (the busiest customer) and ``dbcli report run
@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
-from dbcli import local_pg, reports, schema
-from dbcli import seed as seeding
-from dbcli.config import load_config
+from dbcli.config.load import load_config
+from dbcli.postgres import embedded as local_pg
+from dbcli.reports import model as reports
+from dbcli.schema import apply as schema
+from dbcli.shop import seed as seeding
 
 BASELINE = '''
 import json, sys

@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
-from dbcli import local_pg, schema
-from dbcli import seed as seeding
-from dbcli.config import Config, load_config
+from dbcli.config.load import Config, load_config
+from dbcli.postgres import embedded as local_pg
+from dbcli.schema import apply as schema
+from dbcli.shop import seed as seeding
 
 
 def main() -> None:
@@ -103,7 +104,7 @@ def _insert_baseline(cfg: Config, users: int, products: int, orders: int) -> int
     """The same generated rows, loaded with executemany INSERT ... OVERRIDING SYSTEM VALUE."""
     from psycopg import sql
 
-    from dbcli import postgres
+    from dbcli.postgres import connection as postgres
 
     data = seeding.SampleData(random.Random(1), seeding.BASE_DATE, users, products, orders)
     n = 0
@@ -124,7 +125,7 @@ def _insert_baseline(cfg: Config, users: int, products: int, orders: int) -> int
 
 def _start_ferretdb(tmp: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     from dbcli.errors import UnreachableError
-    from dbcli.local_mongo import built_ferretdb, start_server
+    from dbcli.mongo.embedded import built_ferretdb, start_server
 
     binary = built_ferretdb()
     if binary is None:

@@ -85,9 +85,9 @@ def main() -> None:
 
     import psycopg
 
-    from dbcli import local_pg
-    from dbcli.config import load_config
-    from dbcli.schema_files import migrations
+    from dbcli.config.load import load_config
+    from dbcli.postgres import embedded as local_pg
+    from dbcli.schema.files import migrations
 
     work = Path(tempfile.mkdtemp(prefix="dbcli-bench-tables-"))
     os.chmod(work, 0o755)  # the embedded server runs as another user when we are root

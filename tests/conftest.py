@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.helpers import Result, invoke, write_config
 
 pytest_plugins = [
     "tests.fix_pg",
@@ -25,9 +22,6 @@ pytest_plugins = [
     "tests.fix_tables",
     "tests.fix_activity",
 ]
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,46 +35,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.stdout)
-
-
-def invoke(args: list[str], input: str | None = None) -> Result:
-    """Run the CLI in-process, the way the console script does (error mapping included)."""
-    from dbcli.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old_stdin = sys.stdin
-    sys.stdin = io.StringIO(input or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(args)
-    finally:
-        sys.stdin = old_stdin
-    return Result(int(code), out.getvalue(), err.getvalue())
-
-
-def run_entry(args: list[str], *, env: dict[str, str] | None = None, input: str | None = None,
-              timeout: float = 120) -> Result:
-    """Run the installed entry point in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "dbcli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=input, timeout=timeout, check=False)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def write_config(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture
@@ -132,7 +86,7 @@ def cli() -> Callable[..., Result]:
 def load_cfg(tmp_path: Path) -> Callable[..., Any]:
     """The library Config for ./dbcli.yaml."""
     def _load(profile: str | None = None) -> Any:
-        from dbcli.config import load_config
+        from dbcli.config.load import load_config
 
         return load_config(str(tmp_path / "dbcli.yaml"), profile)
     return _load

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
 from tests.fix_mongo import MongoServer
 from tests.fix_pg import PgServer
+from tests.helpers import write_config
 
 SEED_SIZES = {"users": 12, "products": 6, "orders": 25, "events": 40}
 TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # base64 of bytes 0..31, tests only
 
 
 def seed_small(cfg: Any) -> dict[str, int]:
-    from dbcli.seed import seed
+    from dbcli.shop.seed import seed
 
     return seed(cfg, **SEED_SIZES)
 
@@ -57,8 +57,8 @@ class MadeBackup:
 
 def _made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
                  mongo_server: MongoServer, key: str | None) -> Iterator[MadeBackup]:
-    from dbcli import backup
-    from dbcli.config import load_config
+    from dbcli.backup import service as backup
+    from dbcli.config.load import load_config
 
     base = tmp_path_factory.mktemp("made_backup")
     pg_db = pg_server.create_database(template=schema_template)

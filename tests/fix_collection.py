@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(100, 132))).decode()

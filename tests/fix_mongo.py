@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _build_cache_binary() -> str:
-    from dbcli.config import cache_home
-    from dbcli.local_mongo import FERRETDB_VERSION
+    from dbcli.config.load import cache_home
+    from dbcli.mongo.embedded import FERRETDB_VERSION
 
     return str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
 
@@ -63,7 +63,7 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
         _unavailable("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_TEST_MONGO_URI)")
     assert binary is not None
     from dbcli.errors import UnreachableError
-    from dbcli.local_mongo import start_server
+    from dbcli.mongo.embedded import start_server
 
     data_dir = tmp_path_factory.mktemp("ferretdb")
     try:

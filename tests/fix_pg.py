@@ -50,7 +50,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
 
         yield PgServer(conninfo_to_dict(dsn), None)
         return
-    from dbcli import local_pg
+    from dbcli.postgres import embedded as local_pg
 
     data_dir = tmp_path_factory.mktemp("pg") / "data"
     server = local_pg.ensure_running(data_dir, "postgres")

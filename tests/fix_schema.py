@@ -13,8 +13,8 @@ from tests.fix_pg import PgServer
 @pytest.fixture(scope="session")
 def schema_template(pg_server: PgServer) -> Iterator[str]:
     """A database holding every migration of schemas/postgres, used as a template."""
-    from dbcli.config import load_config
-    from dbcli.schema_files import migrations
+    from dbcli.config.load import load_config
+    from dbcli.schema.files import migrations
 
     name = f"tpl_{uuid.uuid4().hex[:8]}"
     with pg_server.admin() as conn:

@@ -15,14 +15,13 @@ from dbcli.cli.state import AppState
 # Command groups and top-level commands, by the module that defines them. Only the one named on
 # the command line is imported and built: building every Typer command costs ~40 ms per start.
 GROUPS: dict[str, str] = {
-    "activity": "activity_cmd", "backup": "backup_cmd", "cache": "cache_cmd",
-    "collection": "collection_cmd", "config": "config_cmd", "encryption": "encryption_cmd",
-    "local": "local_cmd", "order": "order_cmd", "report": "report_cmd", "schema": "schema_cmd",
-    "table": "table_cmd",
+    "activity": "activity", "backup": "backup", "cache": "cache", "collection": "collection",
+    "config": "config", "encryption": "encryption", "local": "local", "order": "order",
+    "report": "report", "schema": "schema", "table": "table",
 }
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ping": ("server_cmd", "ping"), "wait": ("server_cmd", "wait"),
-    "seed": ("seed_cmd", "seed"), "demo": ("demo_cmd", "demo"),
+    "ping": ("servers", "ping"), "wait": ("servers", "wait"),
+    "seed": ("seed", "seed"), "demo": ("demo", "demo"),
 }
 _VALUE_OPTIONS = {"--config", "-c", "--profile", "-p", "--format", "-f"}
 
@@ -73,11 +72,11 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
     wanted = names if names is not None else sorted([*GROUPS, *COMMANDS])
     for name in wanted:
         if name in GROUPS:
-            module = importlib.import_module(f"dbcli.cli.{GROUPS[name]}")
+            module = importlib.import_module(f"dbcli.cli.commands.{GROUPS[name]}")
             app.add_typer(module.app, name=name)
         else:
             module_name, func = COMMANDS[name]
-            module = importlib.import_module(f"dbcli.cli.{module_name}")
+            module = importlib.import_module(f"dbcli.cli.commands.{module_name}")
             app.command(name)(getattr(module, func))
     return app
 
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        from dbcli.config import redact_text
+        from dbcli.config.load import redact_text
 
         _print_error(f"unexpected {type(e).__name__}: {redact_text(str(e)).splitlines()[0] if str(e) else ''}",
                      "run again with --debug for a traceback")

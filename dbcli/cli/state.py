@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from dbcli.config import Config
+    from dbcli.config.load import Config
     from dbcli.output import Output
 
 FormatOpt = Annotated[
@@ -33,7 +33,7 @@ class AppState:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from dbcli.config import load_config
+            from dbcli.config.load import load_config
 
             self._config = load_config(self.config_path, self.profile)
         return self._config

@@ -1,0 +1,130 @@
+"""Calendar retention for backups, in the manner of restic's ``forget``.
+
+Good backups (complete, not failed by their last verification) are walked newest first.
+``keep_last N`` keeps the N newest. ``keep_daily D`` keeps the newest backup of each of the D most
+recent days that have backups; likewise weekly (ISO weeks) and monthly. Days, weeks and months are
+UTC, like backup ids. A backup is kept if any rule keeps it, and the reasons are reported. The
+newest good backup is always kept. Failed backups never count towards a rule and are removed;
+backups whose manifest cannot be read are left alone for a human to look at.
+
+Unlike restic 0.16+, a rule with counts left over does not also keep the oldest backup: the rules
+mean exactly what they say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbcli.backup import store as backup_store
+from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
+from dbcli.config.load import Config
+from dbcli.errors import ConfigError, UsageError
+
+RULES = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+
+
+@dataclass
+class Policy:
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+
+
+def policy_from(cfg: Config, overrides: dict[str, int | None]) -> Policy:
+    """The flags if any is given (the others then count as 0), else ``backup.retention``."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    source = given if given else (cfg.get("backup.retention") or {})
+    values = {}
+    for rule in RULES:
+        value = source.get(rule) or 0
+        if not isinstance(value, int) or value < 0:
+            where = f"--{rule.replace('_', '-')}" if given else f"backup.retention.{rule}"
+            raise (UsageError if given else ConfigError)(f"{where} must be a non-negative integer")
+        values[rule] = value
+    policy = Policy(**values)
+    if policy.empty:
+        raise UsageError("no retention policy: give --keep-last/--keep-daily/--keep-weekly/--keep-monthly "
+                         "or set backup.retention")
+    return policy
+
+
+@dataclass
+class Decision:
+    backup: BackupInfo
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def as_row(self) -> dict[str, Any]:
+        return {"id": self.backup.id, "time": iso(self.backup.time) if self.backup.time else None,
+                "status": self.backup.status, "action": "keep" if self.keep else "remove",
+                "reasons": "; ".join(self.reasons)}
+
+
+_BUCKETS: list[tuple[str, str, Callable[[dt.datetime], str]]] = [
+    ("keep_daily", "daily", lambda t: t.strftime("%Y-%m-%d")),
+    ("keep_weekly", "weekly", lambda t: f"{t.isocalendar()[0]:04d}-W{t.isocalendar()[1]:02d}"),
+    ("keep_monthly", "monthly", lambda t: t.strftime("%Y-%m")),
+]
+
+
+def plan(backups: list[BackupInfo], policy: Policy) -> list[Decision]:
+    """What to keep and remove, newest first. Pure: no clock, no file system."""
+    def when(b: BackupInfo) -> dt.datetime:
+        return (b.time or dt.datetime.min.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+    decisions: list[Decision] = []
+    good = sorted((b for b in backups if b.good), key=lambda b: (when(b), b.id), reverse=True)
+    left = {rule: getattr(policy, rule) for rule, _name, _key in _BUCKETS}
+    last_key: dict[str, str | None] = {rule: None for rule in left}
+    for n, b in enumerate(good):
+        d = Decision(b, keep=False)
+        if n == 0:
+            d.reasons.append("newest good backup")
+        if n < policy.keep_last:
+            d.reasons.append(f"last {policy.keep_last}")
+        for rule, name, key in _BUCKETS:
+            value = key(when(b))
+            if left[rule] > 0 and value != last_key[rule]:
+                last_key[rule] = value
+                left[rule] -= 1
+                d.reasons.append(f"{name} {value}")
+        d.keep = bool(d.reasons)
+        if not d.keep:
+            d.reasons.append("not kept by any rule")
+        decisions.append(d)
+    for b in backups:
+        if b.good:
+            continue
+        if b.manifest is None:
+            decisions.append(Decision(b, keep=True, reasons=[f"left alone: {b.problem}"]))
+        elif b.status != "ok":
+            decisions.append(Decision(b, keep=False, reasons=[f"{b.status} backup"]))
+        else:
+            decisions.append(Decision(b, keep=False, reasons=["failed its last verification"]))
+    decisions.sort(key=lambda d: (when(d.backup), d.backup.id), reverse=True)
+    return decisions
+
+
+def prune(cfg: Config, *, root: Path | None = None, overrides: dict[str, int | None] | None = None,
+          dry_run: bool = False, clock: Clock = utc_now) -> list[Decision]:
+    """Apply the policy to the backup directory (under its lock); returns the decisions."""
+    root = root or backup_store.root_dir(cfg)
+    policy = policy_from(cfg, overrides or {})
+    if dry_run:
+        return plan(backup_store.list_backups(root), policy)
+    with backup_store.locked(root, "backup prune", clock):
+        backup_store.clean_leftovers(root)
+        decisions = plan(backup_store.list_backups(root), policy)
+        for d in decisions:
+            if not d.keep:
+                backup_store.remove_backup(d.backup.path)
+    return decisions

@@ -1,0 +1,1 @@
+"""The result cache: keys, per-table versions, and the Redis and file backends behind one interface."""

@@ -1,0 +1,185 @@
+"""dbcli backup create | list | verify | restore | prune"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dbcli.cli.state import FormatOpt, QuietOpt, state
+
+if TYPE_CHECKING:
+    from dbcli.output import Output
+
+app = typer.Typer(help="Backups for cron: create, list, verify, restore and prune.", no_args_is_help=True)
+
+DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Backup directory (default: backup.dir, "
+                   "else <data dir>/backups).", show_default=False)]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="postgres, mongo, or all (the configured ones).")]
+
+
+@contextmanager
+def _progress(out: Output) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current step on a TTY; nothing otherwise (cron mails stay empty)."""
+    if out.quiet or not out.stderr_tty:
+        yield lambda _message: None
+        return
+    with out.err_console().status("starting") as status:
+        yield lambda message: status.update(message)
+
+
+def _root(dir_: str | None) -> Path | None:
+    return Path(dir_).expanduser() if dir_ else None
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    target: TargetOpt = "all",
+    dir_: DirOpt = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="A word added to the backup id (e.g. nightly).",
+                                            show_default=False)] = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Back up PostgreSQL (pg_dump) and MongoDB (mongodump layout) into one checked directory.
+
+    Exit 75 at once if another backup run holds the directory's lock; exit 8 if a dump is empty
+    or unreadable; exit 3 if pg_dump is older than the server.
+
+    Example:
+        dbcli -q backup create --tag nightly || mail -s "backup failed" ops@example.com
+    """
+    from dbcli.backup import service as backup
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    with _progress(out) as progress:
+        result = backup.create(st.config, target=target, root=_root(dir_), tag=tag, progress=progress)
+    out.record(result, title="backup")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
+    """List backups: id, time, targets, size, age, status and last verification.
+
+    Example:
+        dbcli backup list --format json
+    """
+    from dbcli.backup import service as backup
+    from dbcli.backup import store as backup_store
+
+    st = state(ctx)
+    root = _root(dir_) or backup_store.root_dir(st.config)
+    st.output(fmt, quiet).rows(backup.list_rows(root), backup.LIST_COLUMNS, title=f"backups in {root}")
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    backup_id: Annotated[str | None, typer.Argument(help="Backup id (see backup list).", show_default=False)] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Verify the newest complete backup.")] = False,
+    restore_test: Annotated[bool, typer.Option("--restore-test", help="Also restore into scratch databases "
+                            "on the same servers, compare counts, and drop them.")] = False,
+    dir_: DirOpt = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check a backup: checksums, pg_restore can read it, every BSON file parses with the right count.
+
+    Exit 8 naming what failed. The result is recorded for backup list.
+
+    Example:
+        dbcli -q backup verify --latest --restore-test
+    """
+    from dbcli.backup import service as backup
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    if backup_id and latest:
+        from dbcli.errors import UsageError
+
+        raise UsageError("give a backup id or --latest, not both")
+    with _progress(out) as progress:
+        result = backup.verify(st.config, root=_root(dir_), backup_id=backup_id, latest=latest,
+                               restore_test=restore_test, progress=progress)
+    out.rows(result.checks, ["check", "subject", "ok", "detail"], title=f"verification of {result.id}")
+    result.raise_if_failed()
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id, or 'latest'.", show_default=False)],
+    target: TargetOpt = "all",
+    profile: Annotated[str | None, typer.Option("--profile", help="Restore into this profile's servers "
+                       "(default: the current profile).", show_default=False)] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Replace the backed-up tables and collections in a "
+                    "non-empty target.")] = False,
+    no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: do not restore ownership and "
+                        "privileges (objects belong to the restoring user).")] = False,
+    dir_: DirOpt = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restore a backup, then compare row and document counts with its manifest.
+
+    Refuses a non-empty target without --drop (exit 7); a count mismatch exits 8.
+
+    Example:
+        dbcli backup restore 20261129T101500Z-local-nightly --profile staging --drop
+    """
+    from dbcli.backup import service as backup
+    from dbcli.config.load import load_config
+    from dbcli.errors import CheckFailedError
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    target_cfg = load_config(st.config_path, profile) if profile else st.config
+    with _progress(out) as progress:
+        rows = backup.restore(st.config, target_cfg, backup_id=backup_id, root=_root(dir_), target=target,
+                              drop=drop, no_owner=no_owner, progress=progress)
+    out.rows(rows, ["target", "name", "expected", "restored", "ok"], title=f"restored {backup_id}")
+    bad = backup.mismatches(rows)
+    if bad:
+        first = bad[0]
+        undone = "; the postgres restore was rolled back" if first.get("rolled_back") else ""
+        raise CheckFailedError(f"{len(bad)} count(s) differ after restoring: {first['target']} {first['name']} "
+                               f"has {first['restored']}, the backup {first['expected']}{undone}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    keep_last: Annotated[int | None, typer.Option("--keep-last", help="Keep the N newest backups.",
+                                                  show_default=False)] = None,
+    keep_daily: Annotated[int | None, typer.Option("--keep-daily", help="Keep the newest backup of each of "
+                          "the last D days that have backups.", show_default=False)] = None,
+    keep_weekly: Annotated[int | None, typer.Option("--keep-weekly", help="Same for the last W ISO weeks.",
+                           show_default=False)] = None,
+    keep_monthly: Annotated[int | None, typer.Option("--keep-monthly", help="Same for the last M months.",
+                            show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be kept and removed, "
+                       "and why; remove nothing.")] = False,
+    dir_: DirOpt = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove old backups by calendar retention (restic forget style); defaults from backup.retention.
+
+    Given any --keep-* flag, only the flags count. The newest good backup is never removed; failed
+    backups never count as kept.
+
+    Example:
+        dbcli backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+    """
+    from dbcli.backup import retention as backup_prune
+
+    st = state(ctx)
+    decisions = backup_prune.prune(st.config, root=_root(dir_), dry_run=dry_run, overrides={
+        "keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly})
+    st.output(fmt, quiet).rows([d.as_row() for d in decisions], ["id", "time", "status", "action", "reasons"],
+                               title="prune (dry run)" if dry_run else "prune")

@@ -1,0 +1,187 @@
+"""dbcli report list | show | run | explain"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dbcli.cli.state import FormatOpt, QuietOpt, state
+
+if TYPE_CHECKING:
+    from dbcli.cache.store import ResultCache
+    from dbcli.config.load import Config
+    from dbcli.output import Output
+    from dbcli.reports.model import ReportResult
+
+app = typer.Typer(help="Built-in and team reports: list, show, run (cached, charted) and explain.",
+                  no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="Report name (see dbcli report list).", show_default=False)]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-P", help="A parameter as KEY=VALUE; repeat "
+                     "for several. Dates take YYYY-MM-DD, today or today-7d.", show_default=False)]
+LIST_COLUMNS = ["name", "target", "params", "description"]
+
+
+@app.command("list")
+def list_reports(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
+    """List the reports: built-in ones and those in reports.dir (exit 3 on a name clash).
+
+    Example:
+        dbcli report list --format table
+    """
+    from dbcli.reports import model as reports
+
+    st = state(ctx)
+    rows = [{"name": r.name, "target": r.target, "params": " ".join(p.summary() for p in r.params),
+             "description": r.description, "origin": "built-in" if r.builtin else str(r.path)}
+            for r in reports.load_all(st.config)]
+    st.output(fmt, quiet).rows(rows, [*LIST_COLUMNS, "origin"])
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: NameArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
+    """Show a report's definition: parameters, sources, and its SQL or pipeline.
+
+    Example:
+        dbcli report show user-orders
+    """
+    from dbcli.reports import model as reports
+
+    st = state(ctx)
+    report = reports.get(st.config, name)
+    out = st.output(fmt, quiet)
+    record = report.as_record()
+    if out.fmt == "table" and not out.quiet:
+        # the query is read as text, not squeezed into a table cell
+        body = record.pop("sql", None)
+        record["params"] = "\n".join(p.summary() + (f"  {p.description}" if p.description else "")
+                                     for p in report.params)
+        record["sources"] = ", ".join(report.sources)
+        out.record(record, title=f"report {report.name}")
+        if body is not None:
+            out.stdout.write(body + "\n")
+        return
+    out.record(record, extended=True)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    name: NameArg,
+    param: ParamOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the rows to FILE atomically "
+                      "(format from --format, else from the extension, else json).", show_default=False)] = None,
+    chart: Annotated[str | None, typer.Option("--chart", help="Also draw a horizontal bar chart of this numeric "
+                     "column (on stdout with the table format, else on stderr).", show_default=False)] = None,
+    chart_label: Annotated[str | None, typer.Option("--chart-label", help="Column labelling the bars "
+                           "(default: the first other column).", show_default=False)] = None,
+    use_cache: Annotated[bool | None, typer.Option("--cache/--no-cache", help="Serve from / store in the result "
+                         "cache (default: on when cache.ttl > 0).", show_default=False)] = None,
+    ttl: Annotated[int | None, typer.Option("--ttl", help="Seconds a cached result stays valid; implies --cache "
+                   "(default: cache.ttl, else 300).", show_default=False, min=1)] = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a report with typed parameters (exit 5 naming a missing or invalid one).
+
+    PostgreSQL reports run in a READ ONLY transaction under reports.timeout (exit 4 when
+    exceeded, exit 7 if the SQL tries to write).
+
+    Example:
+        dbcli report run user-orders --param user_id=42 --format csv -o orders.csv
+    """
+    from dbcli.reports import model as reports
+
+    st = state(ctx)
+    cfg = st.config
+    report = reports.get(cfg, name)
+    values = report.resolve(reports.parse_param_args(param or []))
+    file_fmt = fmt or st.fmt or (_format_from_extension(output) if output else None)
+    out = st.output(file_fmt, quiet)
+    cache = _cache(cfg, out, use_cache, ttl)
+    try:
+        result = reports.run(cfg, report, values, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    if chart is not None:
+        from dbcli.reports import charts
+
+        charts.bars(result.rows, result.columns, chart, chart_label)  # validate before writing anything
+    if result.cached:
+        out.info(f"from the cache (computed {max(0, int(time.time() - result.computed_at))}s ago)")
+    if output is not None:
+        _write_file(output, file_fmt, result)
+        out.info(f"wrote {len(result.rows)} rows to {output}")
+    else:
+        out.rows(result.rows, result.columns, extended=result.extended)
+    if chart is not None and not out.quiet:
+        from dbcli.reports import charts
+
+        charts.render(out, result.rows, result.columns, chart, chart_label,
+                      to_stderr=output is None and out.fmt != "table")
+
+
+def _format_from_extension(path: Path) -> str | None:
+    return {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
+
+
+def _write_file(path: Path, fmt: str | None, result: ReportResult) -> None:
+    from dbcli.fsutil import atomic_write
+    from dbcli.output import Output
+
+    with atomic_write(path, newline="") as fh:
+        # the file gets data only: a table is drawn without colour, messages stay on stderr
+        Output(fmt=fmt or "json", stdout=fh, no_color=True).rows(
+            result.rows, result.columns, extended=result.extended)
+
+
+def _cache(cfg: Config, out: Output, use_cache: bool | None, ttl: int | None) -> ResultCache | None:
+    configured = int(cfg.get("cache.ttl") or 0)
+    if use_cache is None:
+        use_cache = bool(ttl) or configured > 0  # asking for a TTL is asking for the cache
+    if not use_cache:
+        return None  # and dbcli.cache.store (sqlite3, hashlib...) is never imported
+    from dbcli.cache import store as cache
+
+    return cache.ResultCache(cfg, ttl=ttl or configured or cache.DEFAULT_TTL, on_warning=out.warn)
+
+
+@app.command("explain")
+def explain(
+    ctx: typer.Context,
+    name: NameArg,
+    param: ParamOpt = None,
+    analyze: Annotated[bool, typer.Option("--analyze", help="Run the query and show actual rows and times "
+                       "(still read-only).")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Print the server's own explain output as JSON.")] = False,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show how a report runs: the PostgreSQL plan, with sequential scans on large tables flagged.
+
+    For MongoDB reports, the server's explain of the pipeline where it has one.
+
+    Example:
+        dbcli report explain user-orders --param user_id=42 --analyze
+    """
+    from dbcli.reports import explain as report_explain
+    from dbcli.reports import model as reports
+
+    st = state(ctx)
+    report = reports.get(st.config, name)
+    values = report.resolve(reports.parse_param_args(param or []))
+    result = report_explain.explain(st.config, report, values, analyze=analyze)
+    out = st.output(fmt, quiet)
+    if not result.supported:
+        out.info(f"explain is not supported by this MongoDB-wire server (report {report.name!r})")
+        return
+    if raw or result.target == "mongo":
+        out.record({"report": report.name, "target": result.target, "plan": result.raw}, extended=True)
+    else:
+        out.rows(result.rows, report_explain.PLAN_COLUMNS)
+    for warning in result.warnings:
+        out.warn(warning)

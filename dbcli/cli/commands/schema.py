@@ -1,0 +1,113 @@
+"""dbcli schema apply | status"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dbcli.cli.state import FormatOpt, QuietOpt, state
+
+if TYPE_CHECKING:
+    from dbcli.output import Output
+    from dbcli.schema.apply import ApplyResult
+
+app = typer.Typer(help="Apply and inspect the schema: PostgreSQL migrations, MongoDB collections and indexes.",
+                  no_args_is_help=True)
+
+APPLY_COLUMNS = ["target", "item", "action", "duration_ms"]
+DRY_RUN_COLUMNS = ["target", "item", "action", "sql", "command"]
+
+
+class Target(StrEnum):
+    postgres = "postgres"
+    mongo = "mongo"
+    all = "all"
+
+
+TargetOpt = Annotated[Target, typer.Option("--target", "-t", help="Which server to work on (mongo only when "
+                                           "one is configured).", case_sensitive=False)]
+
+
+@app.command("apply")
+def apply_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL and MongoDB commands that would run; "
+                                          "change nothing.")] = False,
+    target: TargetOpt = Target.all,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Apply pending migrations, create missing MongoDB collections and indexes (exit 7: changed file).
+
+    Each migration runs in its own transaction with its row in dbcli_schema_migrations; concurrent
+    runs wait for each other. A second run applies nothing.
+
+    Example:
+        dbcli schema apply --dry-run --target postgres
+    """
+    from dbcli.schema import apply as schema
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    result = schema.apply(st.config, target=target.value, dry_run=dry_run, notify=out.info)
+    if result.validators_supported is False:
+        out.info(schema.VALIDATORS_NOTE)
+    if dry_run:
+        _render_dry_run(out, result)
+        return
+    rows = result.rows()
+    if rows or out.fmt != "table":
+        out.rows(rows, APPLY_COLUMNS)
+    if result.changed_anything:
+        out.info(f"applied {len(result.applied)} migration(s) and {len(result.mongo_changes)} MongoDB change(s)")
+    else:
+        out.info("nothing to apply: the schema is up to date")
+
+
+def _render_dry_run(out: Output, result: ApplyResult) -> None:
+    from dbcli.output import to_json
+
+    rows = result.rows()
+    if out.fmt == "table":
+        # a script reads better than a table of SQL: the files as they would run, then the commands
+        if not out.quiet:
+            for m in result.pending:
+                out.stdout.write(f"-- {m.path.name}\n{m.sql.rstrip()}\n\n")
+            for c in result.mongo_changes:
+                out.stdout.write(f"// mongo: {c.action} {c.detail}\n{to_json(c.command)}\n")
+            out.stdout.flush()
+    else:
+        out.rows(rows, DRY_RUN_COLUMNS)
+    if rows:
+        out.info(f"dry run: {len(result.pending)} migration(s) and {len(result.mongo_changes)} MongoDB "
+                 "command(s) would run; nothing was changed")
+    else:
+        out.info("dry run: nothing to apply, the schema is up to date")
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 8 when a migration is pending or changed, "
+                                            "or a collection or index is missing (for CI gates).")] = False,
+    target: TargetOpt = Target.all,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show migrations (applied, pending, changed) and collections and indexes (present, missing).
+
+    Example:
+        dbcli schema status --exit-code || dbcli schema apply
+    """
+    from dbcli.errors import CheckFailedError
+    from dbcli.schema import apply as schema
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    rows = schema.status(st.config, target=target.value)
+    out.rows(rows, schema.STATUS_COLUMNS)
+    problems = schema.problems(rows)
+    if exit_code and problems:
+        raise CheckFailedError("schema is not up to date: " + ", ".join(f"{n} {s}" for s, n in problems.items()))

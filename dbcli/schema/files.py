@@ -1,0 +1,177 @@
+"""The schema directory: PostgreSQL migration files and MongoDB collection specs.
+
+Shared by ``schema apply`` and by every command that writes documents: where a server cannot
+enforce a collection's JSON Schema (FerretDB), dbcli validates documents client-side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dbcli.config.load import Config
+from dbcli.errors import ConfigError, InvalidInputError
+
+MIGRATION_NAME = re.compile(r"^(\d{4,})_([A-Za-z0-9_.-]+)\.sql$")
+
+
+def default_dir() -> Path:
+    """The sample shop's schema, shipped as package data in ``dbcli/shop/schema``."""
+    return Path(__file__).resolve().parent.parent / "shop" / "schema"
+
+
+def schema_dir(cfg: Config) -> Path:
+    configured = cfg.get("schema.dir")
+    path = Path(configured).expanduser() if configured else default_dir()
+    if not path.is_dir():
+        raise ConfigError(f"schema directory not found: {path}", hint="set schema.dir in the config")
+    return path
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+    sql: str
+    checksum: str  # SHA-256 of the LF-normalised file
+
+
+def read_migration(path: Path) -> Migration:
+    m = MIGRATION_NAME.match(path.name)
+    if not m:
+        raise ConfigError(f"migration file name must look like 0001_name.sql: {path.name}")
+    text = path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Migration(version=m.group(1), name=m.group(2), path=path, sql=text, checksum=checksum)
+
+
+def migrations(cfg: Config) -> list[Migration]:
+    pg_dir = schema_dir(cfg) / "postgres"
+    if not pg_dir.is_dir():
+        return []
+    found = [read_migration(p) for p in sorted(pg_dir.glob("*.sql"))]
+    versions = [m.version for m in found]
+    dupes = sorted({v for v in versions if versions.count(v) > 1})
+    if dupes:
+        raise ConfigError(f"two migration files share version {dupes[0]} in {pg_dir}")
+    return sorted(found, key=lambda m: int(m.version))
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    keys: list[tuple[str, int]]
+    unique: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    description: str
+    indexes: list[IndexSpec]
+    json_schema: dict[str, Any] | None
+
+    def validate(self, doc: dict[str, Any], where: str = "document") -> None:
+        """Raise InvalidInputError if ``doc`` violates the collection's JSON Schema."""
+        problem = self.problem(doc)
+        if problem:
+            raise InvalidInputError(f"{where} violates the {self.name} schema: {problem}")
+
+    def problem(self, doc: dict[str, Any]) -> str | None:
+        """The first violation as one line, or None."""
+        if not self.json_schema:
+            return None
+        error = next(iter(_validator(self.name, json.dumps(self.json_schema, sort_keys=True))
+                          .iter_errors(_plain(doc))), None)
+        if error is None:
+            return None
+        path = ".".join(str(p) for p in error.absolute_path)
+        return f"{path + ': ' if path else ''}{error.message}"[:300]
+
+
+@lru_cache(maxsize=64)
+def _validator(name: str, schema_text: str) -> Any:
+    from jsonschema import Draft7Validator
+
+    return Draft7Validator(json.loads(schema_text))
+
+
+def _plain(value: Any) -> Any:
+    """BSON values as the JSON types the schema speaks of (dates and ObjectIds become strings)."""
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    kind = type(value).__name__
+    if kind == "Decimal128":
+        return float(value.to_decimal())
+    if kind == "Int64":
+        return int(value)
+    return str(value)
+
+
+def collection_specs(cfg: Config) -> dict[str, CollectionSpec]:
+    mongo_dir = schema_dir(cfg) / "mongo"
+    if not mongo_dir.is_dir():
+        return {}
+    specs: dict[str, CollectionSpec] = {}
+    for path in sorted(mongo_dir.iterdir()):
+        if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+            continue
+        spec = _load_spec(path)
+        if spec.name in specs:
+            raise ConfigError(f"collection {spec.name} is declared twice in {mongo_dir}")
+        specs[spec.name] = spec
+    return specs
+
+
+def _load_spec(path: Path) -> CollectionSpec:
+    try:
+        if path.suffix.lower() == ".json":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            import yaml
+
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"cannot read collection spec {path}: {e}") from None
+    except Exception as e:  # yaml.YAMLError
+        raise ConfigError(f"cannot read collection spec {path}: {type(e).__name__}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise ConfigError(f"collection spec {path} needs a 'name'")
+    indexes = []
+    for ix in raw.get("indexes") or []:
+        keys = [(str(k), int(d)) for k, d in ix["keys"]]
+        extra = {k: v for k, v in ix.items() if k not in ("name", "keys", "unique")}
+        indexes.append(IndexSpec(name=ix.get("name") or "_".join(f"{k}_{d}" for k, d in keys), keys=keys,
+                                 unique=bool(ix.get("unique")), options=extra))
+    validator = raw.get("validator") or {}
+    json_schema = validator.get("$jsonSchema") if isinstance(validator, dict) else None
+    if json_schema is not None:
+        from jsonschema import Draft7Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft7Validator.check_schema(json_schema)
+        except SchemaError as e:
+            raise ConfigError(f"{path}: invalid JSON Schema: {e.message}") from None
+    return CollectionSpec(name=raw["name"], description=raw.get("description", ""), indexes=indexes,
+                          json_schema=json_schema)
+
+
+def validator_for(cfg: Config, collection: str) -> CollectionSpec | None:
+    """The declared spec of ``collection``, or None when the schema declares none."""
+    return collection_specs(cfg).get(collection)

@@ -1,0 +1,1 @@
+"""``dbcli demo``: every capability once, on the embedded default, narrated on stderr."""
