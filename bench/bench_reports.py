@@ -33,9 +33,9 @@ import yaml
 
 from dbcli.config.load import load_config
 from dbcli.postgres import embedded as local_pg
-from dbcli.reports import model as reports
+from dbcli.reports import pg_runner, registry
 from dbcli.schema import apply as schema
-from dbcli.shop import seed as seeding
+from dbcli.shop.seed import load as seeding
 
 BASELINE = '''
 import json, sys
@@ -97,7 +97,7 @@ def main() -> None:
         def bare(name: str, given: dict[str, str]) -> list[str]:
             import json
 
-            return [sys.executable, str(baseline), reports.get(cfg, name).sql or "", json.dumps(given), dsn]
+            return [sys.executable, str(baseline), registry.get(cfg, name).sql or "", json.dumps(given), dsn]
 
         def argv(given: dict[str, str]) -> list[str]:
             return [x for k, v in given.items() for x in ("--param", f"{k}={v}")]
@@ -134,22 +134,22 @@ def main() -> None:
 
 
 def _in_process(cfg: Any, dsn: str, user: dict[str, str], whole: dict[str, str], repeat: int) -> None:
-    """The part dbcli controls, without process start-up: reports.run against psycopg alone."""
+    """The part dbcli controls, without process start-up: pg_runner.run against psycopg alone."""
     import psycopg
 
     from dbcli.output import Output
 
     def ours(name: str, given: dict[str, str]) -> float:
         t = time.perf_counter()
-        report = reports.get(cfg, name)
-        result = reports.run(cfg, report, report.resolve(given))
+        report = registry.get(cfg, name)
+        result = pg_runner.run(cfg, report, report.resolve(given))
         Output(fmt="json", stdout=open(os.devnull, "w")).rows(result.rows, result.columns)  # noqa: SIM115
         return time.perf_counter() - t
 
     def theirs(name: str, given: dict[str, str]) -> float:
         import json
 
-        report = reports.get(cfg, name)
+        report = registry.get(cfg, name)
         values = report.resolve(given)
         t = time.perf_counter()
         with psycopg.connect(dsn) as conn:
@@ -164,7 +164,7 @@ def _in_process(cfg: Any, dsn: str, user: dict[str, str], whole: dict[str, str],
         a = statistics.median(ours(name, given) for _ in range(repeat))
         b = statistics.median(theirs(name, given) for _ in range(repeat))
         print(f"  in-process {name:<33} {a:6.3f} s vs {b:6.3f} s  ratio {a / b:4.2f}x  "
-              f"(reports.run + JSON output vs psycopg + json.dumps)")
+              f"(pg_runner.run + JSON output vs psycopg + json.dumps)")
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:

@@ -31,9 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import yaml
 
 from dbcli.config.load import Config, load_config
+from dbcli.config.model import MAX_BUCKET_SIZE
 from dbcli.postgres import embedded as local_pg
 from dbcli.schema import apply as schema
-from dbcli.shop import seed as seeding
+from dbcli.shop.activity.model import COLLECTIONS
+from dbcli.shop.seed import load as seeding
+from dbcli.shop.seed.events import ActivityData
+from dbcli.shop.seed.rows import SampleData
 
 
 def main() -> None:
@@ -106,10 +110,10 @@ def _insert_baseline(cfg: Config, users: int, products: int, orders: int) -> int
 
     from dbcli.postgres import connection as postgres
 
-    data = seeding.SampleData(random.Random(1), seeding.BASE_DATE, users, products, orders)
+    data = SampleData(random.Random(1), seeding.BASE_DATE, users, products, orders)
     n = 0
     with postgres.connect(cfg) as conn, conn.cursor() as cur:
-        for chunk in data.chunks():
+        for chunk in seeding.pg_chunks(data):
             if not chunk.lines:
                 continue
             overriding = sql.SQL("OVERRIDING SYSTEM VALUE") if chunk.table in seeding.IDENTITY else sql.SQL("")
@@ -156,7 +160,7 @@ def _bench_events(tmp: Path, server: local_pg.RunningServer, uri: str, args: arg
     t = time.perf_counter()
     seeding.seed(cfg_pg, users=users, products=args.products, orders=0, events=0)
     mongo_s = max(1e-6, total_s - (time.perf_counter() - t))
-    docs = sum(counts[c] for c in seeding.COLLECTIONS)
+    docs = sum(counts[c] for c in COLLECTIONS)
     print(f"FerretDB: {args.events} events from {users} users")
     print(f"  dbcli seed (insert_many):    {mongo_s:7.2f} s  {counts['user_activities']} events + "
           f"{counts['user_stats']} stats + {counts['activity_buckets']} buckets = {docs} docs  "
@@ -169,10 +173,10 @@ def _bench_events(tmp: Path, server: local_pg.RunningServer, uri: str, args: arg
         db["user_stats"].create_index("user_id", unique=True)
         db["activity_buckets"].create_index([("user_id", 1), ("hour", 1), ("seq", 1)], unique=True)
         rng = random.Random(1)
-        data = seeding.SampleData(rng, seeding.BASE_DATE, users, args.products, 0)
-        for _ in data.chunks():
+        data = SampleData(rng, seeding.BASE_DATE, users, args.products, 0)
+        for _ in seeding.pg_chunks(data):
             pass
-        act = seeding.ActivityData(rng, seeding.BASE_DATE, data, args.baseline_events, seeding.MAX_BUCKET)
+        act = ActivityData(rng, seeding.BASE_DATE, data, args.baseline_events, MAX_BUCKET_SIZE)
         t = time.perf_counter()
         for ev in act.events():
             db["user_activities"].insert_one(ev)

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from dbcli.errors import InvalidInputError
+
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
@@ -16,8 +18,6 @@ def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
     """Write to ``path`` atomically. On any exception the target is left untouched."""
     target = Path(path)
     if target.is_dir() or not target.parent.is_dir():
-        from dbcli.errors import InvalidInputError
-
         # like a shell redirection: a mistyped directory is an error, not a new directory tree
         raise InvalidInputError(f"cannot write {path}: it is a directory" if target.is_dir()
                                 else f"cannot write {path}: no directory {target.parent}")

@@ -308,36 +308,18 @@ def _row_encoder(columns: Sequence[str] | None, extended: bool) -> Callable[[Map
     cols = tuple(columns) if columns is not None else None
     if extended:
         return lambda row: to_json(_pick(row, cols), extended=True)
-    fast, reset = _c_encoder()
 
     def encode(row: Mapping[str, Any]) -> str:
         if cols is not None and not (type(row) is dict and tuple(row) == cols):
             row = _pick(row, cols)
         try:
-            return fast(row)
+            return _ENCODER.encode(row)
         except ValueError:  # NaN or Infinity
-            reset()
             out: list[str] = []
             _encode(row, out)
             return "".join(out)
 
     return encode
-
-
-def _c_encoder() -> tuple[Callable[[Any], str], Callable[[], None]]:
-    """An encoder for many values, and what to call after it raised."""
-    # JSONEncoder.encode builds a new C encoder on every call, which costs more than encoding a
-    # short row; one encoder reused for every row halves the time of a large JSON output.
-    markers: dict[int, Any] = {}  # its cycle check; an encoding that raised leaves entries behind
-    try:
-        from json.encoder import c_make_encoder, encode_basestring
-
-        if c_make_encoder is None:
-            return _ENCODER.encode, markers.clear
-        iterencode = c_make_encoder(markers, _default, encode_basestring, None, ":", ",", False, False, False)
-    except (ImportError, TypeError):  # another Python's json internals
-        return _ENCODER.encode, markers.clear
-    return (lambda value: "".join(iterencode(value, 0))), markers.clear
 
 
 def _pick(row: Mapping[str, Any], columns: Sequence[str] | None) -> Mapping[str, Any]:

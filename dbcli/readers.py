@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from dbcli.errors import InvalidInputError, NotFoundError
 
@@ -88,7 +88,8 @@ def sniff(stream: IO[str]) -> tuple[IO[str], str]:
     head = stream.read(4096)
     first = head.lstrip()[:1]
     rest = io.StringIO(head)
-    chained = _Chain(rest, stream)
+    # a text stream (io.TextIOBase), which typing.IO does not name
+    chained = cast(IO[str], _Chain(rest, stream))
     if first == "[":
         return chained, "json"
     if first == "{" or first == "":
@@ -113,13 +114,13 @@ class _Chain(io.TextIOBase):
             data += self._tail.read(size - len(data))
         return data
 
-    def readline(self, size: int | None = -1) -> str:
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]  # as typeshed's TextIOBase
         line = self._head.readline()
         if line.endswith("\n") or (line and self._head.tell() < len(self._head.getvalue())):
             return line
         return line + self._tail.readline()
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # as typeshed's TextIOBase
         while True:
             line = self.readline()
             if not line:
@@ -129,6 +130,7 @@ class _Chain(io.TextIOBase):
 
 def _loads(text: str, extended: bool) -> Any:
     if extended:
+        # bson (pymongo) costs ~35 ms at start-up: only documents read as Extended JSON need it
         from bson import json_util
 
         return json_util.loads(text)
@@ -159,9 +161,7 @@ def _json_array_records(stream: IO[str], extended: bool) -> Iterator[tuple[int, 
     if not isinstance(value, list):
         raise InvalidInputError("expected a JSON array of objects")
     if extended:
-        from bson import json_util
-
-        value = json_util.loads(json.dumps(value))
+        value = _loads(json.dumps(value), extended)
     for i, item in enumerate(value, start=1):
         if not isinstance(item, dict):
             raise InvalidInputError(f"item {i}: expected a JSON object")

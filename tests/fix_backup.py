@@ -20,7 +20,7 @@ TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # base64 of bytes 0..
 
 
 def seed_small(cfg: Any) -> dict[str, int]:
-    from dbcli.shop.seed import seed
+    from dbcli.shop.seed.load import seed
 
     return seed(cfg, **SEED_SIZES)
 
@@ -57,7 +57,7 @@ class MadeBackup:
 
 def _made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
                  mongo_server: MongoServer, key: str | None) -> Iterator[MadeBackup]:
-    from dbcli.backup import service as backup
+    from dbcli.backup.create import create
     from dbcli.config.load import load_config
 
     base = tmp_path_factory.mktemp("made_backup")
@@ -68,7 +68,7 @@ def _made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, 
         settings["backup"] = {"encryption_key": key}
     cfg = load_config(str(write_config(base / "dbcli.yaml", settings)))
     seed_small(cfg)
-    made = backup.create(cfg, root=base / "backups")
+    made = create(cfg, root=base / "backups")
     yield MadeBackup(root=base / "backups", id=made["id"], settings=settings, pg_db=pg_db, mongo_db=mongo_db)
     pg_server.drop_database(pg_db)
     client = mongo_server.client()

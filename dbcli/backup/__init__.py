@@ -1,3 +1,4 @@
-"""Backups of both databases: the backup store and its manifest, create/verify/restore, pg_dump and
-pg_restore, MongoDB dumps, encryption of backup files, and GFS retention.
+"""Backups of both databases: the backup store and its manifest, create/list/verify/restore, the
+PostgreSQL client tools (pg_dump, pg_restore, psql) and archive checks, MongoDB dumps, encryption
+of backup files, GFS retention, and the stages a run reports to hooks.
 """

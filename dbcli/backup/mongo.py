@@ -12,14 +12,17 @@ the number of documents written to its file, and the file is read back to prove 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbcli.backup import crypto as backup_crypto
+from dbcli.backup import stages
+from dbcli.backup.stages import Progress
 from dbcli.backup.store import open_private
 from dbcli.config.load import Config
 from dbcli.errors import CheckFailedError, ConflictError, DbcliError
@@ -28,7 +31,6 @@ from dbcli.mongo import connection as mongo
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-Progress = Callable[[str], None]
 BATCH_DOCS = 1000
 BATCH_BYTES = 8 << 20
 MAX_DOC = 48 << 20  # BSON documents are at most 16 MiB; anything far larger is a damaged length
@@ -58,21 +60,19 @@ class _Sink:
     """A file opened for writing with optional encryption and gzip layered on top."""
 
     raw: IO[bytes]
-    encrypted: IO[bytes] | None
-    stream: IO[bytes]
+    encrypted: backup_crypto.EncryptingWriter | None
+    stream: IO[bytes] | backup_crypto.EncryptingWriter | gzip.GzipFile
 
     @classmethod
     def open(cls, path: Path, compression: int, key: bytes | None) -> _Sink:
         raw = open_private(path)
         enc = backup_crypto.EncryptingWriter(raw, key) if key else None
-        base: IO[bytes] = enc if enc is not None else raw  # type: ignore[assignment]
-        stream: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=base, compresslevel=compression,
-                                          mtime=0) if compression > 0 else base
+        base: IO[bytes] | backup_crypto.EncryptingWriter = enc if enc is not None else raw
+        stream = (gzip.GzipFile(filename="", mode="wb", fileobj=base, compresslevel=compression, mtime=0)
+                  if compression > 0 else base)
         return cls(raw, enc, stream)
 
     def close(self) -> None:
-        import os
-
         if self.stream is not self.raw and self.stream is not self.encrypted:
             self.stream.close()
         if self.encrypted is not None:
@@ -114,7 +114,7 @@ def raw_documents(stream: IO[bytes]) -> Iterator[bytes]:
 
 def count_file(path: Path, key: bytes | None, *, decode: bool = False) -> int:
     """Documents in a .bson file; ``decode`` parses each one fully (verify), else walks lengths."""
-    import bson
+    import bson  # bson (~17 ms) only when there is MongoDB work: a postgres-only backup imports this module too
 
     n = 0
     with open_reader(path, key) as stream:
@@ -125,7 +125,7 @@ def count_file(path: Path, key: bytes | None, *, decode: bool = False) -> int:
     return n
 
 
-def _metadata(db: Database[Any], name: str, info: dict[str, Any]) -> dict[str, Any]:
+def _metadata(db: Database[Any], name: str, info: Mapping[str, Any]) -> dict[str, Any]:
     indexes = [dict(ix) for ix in db[name].list_indexes()]
     uuid = info.get("info", {}).get("uuid")
     return {
@@ -138,8 +138,9 @@ def _metadata(db: Database[Any], name: str, info: dict[str, Any]) -> dict[str, A
 
 
 def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key: bytes | None,
-         progress: Progress, pause: Callable[[str], None]) -> tuple[str, dict[str, Any], list[CollectionDump]]:
+         progress: Progress) -> tuple[str, dict[str, Any], list[CollectionDump]]:
     """Dump every collection of the profile's database; (database, server info, collections)."""
+    # bson lazily, as in count_file
     from bson import json_util
     from bson.codec_options import CodecOptions
     from bson.raw_bson import RawBSONDocument
@@ -176,7 +177,7 @@ def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key:
                         sink.stream.write(doc.raw)
                         n += 1
                         if n == 1:
-                            pause("mongo")
+                            stages.reached("mongo")
                         elif n % 10000 == 0:
                             progress(f"mongo: dumping {db.name}.{name}: {n} documents")
                 finally:
@@ -201,7 +202,7 @@ def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key:
 
 
 def read_metadata(path: Path, key: bytes | None) -> dict[str, Any]:
-    from bson import json_util
+    from bson import json_util  # lazily, as in count_file
 
     with open_reader(path, key) as stream:
         data = json_util.loads(stream.read().decode("utf-8"))
@@ -223,7 +224,7 @@ def target_collections(cfg: Config, database: str | None = None) -> list[str]:
 def restore(cfg: Config, backup_dir: Path, collections: list[dict[str, Any]], *, key: bytes | None, drop: bool,
             database: str | None = None, progress: Progress) -> str:
     """Restore the dumped collections into the profile's database (or ``database``); returns its name."""
-    from bson.raw_bson import RawBSONDocument
+    from bson.raw_bson import RawBSONDocument  # lazily, as in count_file
 
     client = mongo.client(cfg)
     try:

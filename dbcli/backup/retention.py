@@ -22,7 +22,7 @@ from typing import Any
 from dbcli.backup import store as backup_store
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.config.load import Config
-from dbcli.errors import ConfigError, UsageError
+from dbcli.errors import UsageError
 
 RULES = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
 
@@ -42,15 +42,14 @@ class Policy:
 def policy_from(cfg: Config, overrides: dict[str, int | None]) -> Policy:
     """The flags if any is given (the others then count as 0), else ``backup.retention``."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    source = given if given else (cfg.get("backup.retention") or {})
-    values = {}
-    for rule in RULES:
-        value = source.get(rule) or 0
-        if not isinstance(value, int) or value < 0:
-            where = f"--{rule.replace('_', '-')}" if given else f"backup.retention.{rule}"
-            raise (UsageError if given else ConfigError)(f"{where} must be a non-negative integer")
-        values[rule] = value
-    policy = Policy(**values)
+    if given:
+        for rule, value in given.items():
+            if value < 0:
+                raise UsageError(f"--{rule.replace('_', '-')} must be a non-negative integer")
+        policy = Policy(**given)
+    else:  # checked when the configuration was loaded
+        configured = cfg.backup.retention
+        policy = Policy(**{rule: getattr(configured, rule) for rule in RULES})
     if policy.empty:
         raise UsageError("no retention policy: give --keep-last/--keep-daily/--keep-weekly/--keep-monthly "
                          "or set backup.retention")

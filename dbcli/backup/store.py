@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -59,9 +60,8 @@ def parse_iso(text: str) -> dt.datetime:
 
 
 def root_dir(cfg: Config, override: str | None = None) -> Path:
-    """The backup directory: ``--dir``, else ``backup.dir``, else ``<data dir>/backups``."""
-    chosen = override or cfg.get("backup.dir") or ""
-    return Path(chosen).expanduser() if chosen else cfg.data_dir / "backups"
+    """The backup directory: ``--dir``, else ``backup.dir`` (whose default is ``<data dir>/backups``)."""
+    return Path(override).expanduser() if override else cfg.backup.dir
 
 
 def ensure_root(root: Path) -> Path:
@@ -108,8 +108,6 @@ def open_private(path: Path) -> IO[bytes]:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    import hashlib  # lazily: loading OpenSSL takes ~25 ms, which ``backup create`` pays while pg_dump runs
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -125,8 +123,6 @@ def _canonical(data: dict[str, Any]) -> bytes:
 
 def manifest_checksum(data: dict[str, Any]) -> str:
     """SHA-256 of the manifest's content without its own checksum: a changed value is detected."""
-    import hashlib
-
     return "sha256:" + hashlib.sha256(_canonical({k: v for k, v in data.items() if k != "checksum"})).hexdigest()
 
 

@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             gc.enable()
         result = app(args=args, prog_name="dbcli", standalone_mode=False)
     except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
-        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as Click shows it
-            e.show()
+        show = getattr(e, "show", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and callable(show):  # a bare group: its help, as Click shows it
+            show()
             return int(getattr(e, "exit_code", ExitCode.USAGE))
         # one line, like every other error (Click's own form is Usage / Try / Error on three)
         ctx = getattr(e, "ctx", None)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dbcli.config.paths import cache_home
+
 # Bump when a parser's output changes shape; marshal's format differs between Python versions.
 _FORMAT = f"dbcli-yaml-2/py{sys.version_info[0]}.{sys.version_info[1]}/m{marshal.version}"
 
@@ -50,8 +52,6 @@ def load(path: Path, text: str, kind: str, parse: Callable[[str], Any],
 def _entry(where: str, kind: str) -> Path | None:
     if os.environ.get("DBCLI_NO_YAML_CACHE", "") not in ("", "0"):
         return None
-    from dbcli.config.load import cache_home
-
     # one entry per file and kind, overwritten when the text changes; a clash of two paths on
     # the checksum only costs a parse, as the stored path must match too
     return cache_home() / "yaml" / f"{kind}-{zlib.crc32(where.encode()):08x}.marshal"

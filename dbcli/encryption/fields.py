@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
+from dbcli.config.secrets import decode_key
 from dbcli.errors import CheckFailedError, ConfigError
+from dbcli.output import to_json
 
 PREFIX = "enc:v1:"
 MASK = "***encrypted***"
@@ -44,23 +46,6 @@ def generate_key() -> str:
 def key_id_for(key: bytes) -> str:
     """Default key id: a short fingerprint of the key (not secret: SHA-256 is one-way)."""
     return "k" + hashlib.sha256(b"dbcli-key-id:" + key).hexdigest()[:10]
-
-
-def decode_key(text: Any, where: str) -> bytes:
-    """A 32-byte key from base64 (standard or URL-safe, padding optional); ConfigError naming ``where``."""
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"{where}: must be a base64-encoded 32-byte key")
-    raw = text.strip()
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_" if ("-" in raw or "_" in raw) else None,
-                               validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError(f"{where}: must be a base64-encoded 32-byte key",
-                          hint="generate one with: dbcli encryption keygen") from None
-    if len(key) != 32:
-        raise ConfigError(f"{where}: must be a base64-encoded 32-byte key (got {len(key)} bytes)",
-                          hint="generate one with: dbcli encryption keygen")
-    return key
 
 
 def is_token(value: Any) -> bool:
@@ -88,8 +73,6 @@ def to_text(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, Mapping | list | tuple):
-        from dbcli.output import to_json
-
         return to_json(value, extended=True)
     return str(value)
 
@@ -113,29 +96,16 @@ class Encryptor:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Encryptor | None:
-        """None when no column or field is configured for encryption."""
-        columns = _name_lists(cfg.get("encryption.columns") or {}, "encryption.columns")
-        fields = _name_lists(cfg.get("encryption.fields") or {}, "encryption.fields")
-        if not columns and not fields:
+        """None when no column or field is configured for encryption (the keys were checked at load)."""
+        settings = cfg.encryption
+        if not settings.columns and not settings.fields:
             return None
-        keys: dict[str, bytes] = {}
-        previous = cfg.get("encryption.previous_keys") or {}
-        if not isinstance(previous, dict):
-            raise ConfigError("encryption.previous_keys: must be a mapping of key id to key")
-        for kid, text in previous.items():
-            keys[str(kid)] = decode_key(text, f"encryption.previous_keys.{kid}")
+        keys = dict(settings.previous_keys)
         key_id: str | None = None
-        key_text = cfg.get("encryption.key")
-        if key_text not in (None, ""):
-            key = decode_key(key_text, "encryption.key")
-            key_id = str(cfg.get("encryption.key_id") or key_id_for(key))
-            if ":" in key_id:
-                raise ConfigError("encryption.key_id: must not contain ':'")
-            if key_id in keys and keys[key_id] != key:
-                raise ConfigError(f"encryption.key_id {key_id!r} is also in encryption.previous_keys "
-                                  "with a different key")
-            keys[key_id] = key
-        return cls(columns=columns, fields=fields, key_id=key_id, _keys=keys)
+        if settings.key is not None:
+            key_id = settings.key_id or key_id_for(settings.key)
+            keys[key_id] = settings.key
+        return cls(columns=_frozen(settings.columns), fields=_frozen(settings.fields), key_id=key_id, _keys=keys)
 
     @classmethod
     def with_key(cls, key: str, *, key_id: str | None = None, columns: Mapping[str, list[str]] | None = None,
@@ -146,8 +116,7 @@ class Encryptor:
         kid = key_id or key_id_for(raw)
         keys = {k: decode_key(v, f"previous_keys.{k}") for k, v in (previous_keys or {}).items()}
         keys[kid] = raw
-        return cls(columns={t: frozenset(c) for t, c in (columns or {}).items()},
-                   fields={t: frozenset(c) for t, c in (fields or {}).items()}, key_id=kid, _keys=keys)
+        return cls(columns=_frozen(columns or {}), fields=_frozen(fields or {}), key_id=kid, _keys=keys)
 
     # ---- what is configured
     @property
@@ -171,7 +140,7 @@ class Encryptor:
                               hint="set encryption.key (for example key: ${DBCLI_DATA_KEY})")
         if is_token(value) and self._verifies(kind, container, name, value):
             return value  # already a valid token for this very column (a raw copy being re-stored)
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # ~10 ms: only when a value is written
 
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(self._keys[self.key_id]).encrypt(nonce, to_text(value).encode("utf-8"),
@@ -197,6 +166,7 @@ class Encryptor:
         return plain
 
     def _open(self, key: bytes, kind: str, container: str, name: str, token: str) -> str | None:
+        # ~10 ms of import: a command on tables without encrypted values never pays it
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -248,13 +218,13 @@ class Encryptor:
         paths = self.fields.get(collection)
         if not paths:
             return doc
-        return self._map_paths(doc, paths, lambda p, v: self.encrypt_value("collection", collection, p, v))
+        return map_paths(doc, {p: p for p in paths}, lambda p, v: self.encrypt_value("collection", collection, p, v))
 
     def decrypt_doc(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
         paths = self.fields.get(collection)
         if not paths:
             return doc
-        return self._map_paths(doc, paths, lambda p, v: self.decrypt_value("collection", collection, p, v))
+        return map_paths(doc, {p: p for p in paths}, lambda p, v: self.decrypt_value("collection", collection, p, v))
 
     def encrypt_path_value(self, collection: str, path: str, value: Any) -> Any:
         """Encrypt what an update writes at ``path`` (``$set``): the field itself, or a parent of it."""
@@ -267,12 +237,7 @@ class Encryptor:
         below = {p[len(path) + 1:]: p for p in paths if p.startswith(path + ".")}
         if not below or not isinstance(value, dict | list):
             return value
-        return _map_value(value, below, lambda p, v: self.encrypt_value("collection", collection, p, v))
-
-    @staticmethod
-    def _map_paths(doc: dict[str, Any], paths: frozenset[str],
-                   fn: Callable[[str, Any], Any]) -> dict[str, Any]:
-        return _map_value(doc, {p: p for p in paths}, fn)
+        return map_paths(value, below, lambda p, v: self.encrypt_value("collection", collection, p, v))
 
     def notices(self) -> list[str]:
         """Warnings worth showing once after a read (unknown key ids, masked values)."""
@@ -285,10 +250,11 @@ class Encryptor:
         return out
 
 
-def _map_value(value: Any, paths: Mapping[str, str], fn: Callable[[str, Any], Any]) -> Any:
-    """Copy of ``value`` with ``fn(full_path, leaf)`` applied at each relative path of ``paths``."""
+def map_paths(value: Any, paths: Mapping[str, str], fn: Callable[[str, Any], Any]) -> Any:
+    """Copy of ``value`` with ``fn(full_path, leaf)`` applied at each relative path of ``paths``
+    (``{relative dotted path: full path}``); arrays of documents are walked, the input is not changed."""
     if isinstance(value, list):
-        return [_map_value(v, paths, fn) if isinstance(v, dict | list) else v for v in value]
+        return [map_paths(v, paths, fn) if isinstance(v, dict | list) else v for v in value]
     if not isinstance(value, dict):
         return value
     here = {rel.split(".", 1)[0] for rel in paths}
@@ -301,19 +267,9 @@ def _map_value(value: Any, paths: Mapping[str, str], fn: Callable[[str, Any], An
             out[head] = [fn(paths[head], v) for v in item] if isinstance(item, list) else fn(paths[head], item)
         sub = {rel.split(".", 1)[1]: full for rel, full in paths.items() if rel.startswith(head + ".")}
         if sub and isinstance(out[head], dict | list):
-            out[head] = _map_value(out[head], sub, fn)
+            out[head] = map_paths(out[head], sub, fn)
     return out
 
 
-def _name_lists(raw: Any, where: str) -> dict[str, frozenset[str]]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a mapping of names to lists")
-    out: dict[str, frozenset[str]] = {}
-    for name, items in raw.items():
-        if isinstance(items, str):
-            items = [items]
-        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-            raise ConfigError(f"{where}.{name}: must be a list of names")
-        if items:
-            out[str(name)] = frozenset(items)
-    return out
+def _frozen(names: Mapping[str, list[str]]) -> dict[str, frozenset[str]]:
+    return {str(t): frozenset(c) for t, c in names.items() if c}

@@ -15,14 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dbcli.config.load import Config
-from dbcli.encryption.fields import Encryptor, _map_value, is_token
+import psycopg
+from psycopg import sql
+from pymongo import UpdateOne
+
+from dbcli.cache.store import note_write as note_table_write
+from dbcli.config.model import Config
+from dbcli.encryption.fields import Encryptor, is_token, map_paths
 from dbcli.errors import ConfigError, InvalidInputError
-
-if TYPE_CHECKING:
-    import psycopg
+from dbcli.mongo.collections import note_write as note_collection_write
+from dbcli.mongo.connection import session
+from dbcli.postgres import catalog
+from dbcli.postgres import connection as postgres
+from dbcli.postgres.errors import errors_translated
 
 COLUMNS = ["target", "kind", "scanned", "rotated", "encrypted", "current", "dry_run"]
 
@@ -79,11 +86,8 @@ def rotate(cfg: Config, *, batch_size: int = 500, dry_run: bool = False,
 
 def _rotate_columns(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
                     on_batch: Callable[[str, int], None] | None) -> list[RotateCount]:
-    from dbcli.postgres import catalog
-    from dbcli.postgres import connection as postgres
-
     out: list[RotateCount] = []
-    with postgres.connect(cfg) as conn, postgres.errors_translated(cfg):
+    with postgres.connect(cfg) as conn, errors_translated(cfg):
         for configured in sorted(enc.columns):
             table = catalog.describe(conn, configured)
             conn.commit()
@@ -99,17 +103,13 @@ def _rotate_columns(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
             _rotate_table(conn, table, pk, cols, enc, counts, batch_size, dry_run, on_batch)
             out.extend(counts.values())
     if not dry_run:
-        from dbcli.cache.store import note_write
-
-        note_write(cfg, [f"postgres:{t}" for t in enc.columns])
+        note_table_write(cfg, [f"postgres:{t}" for t in enc.columns])
     return out
 
 
-def _rotate_table(conn: psycopg.Connection[Any], table: Any, pk: list[str], cols: list[str], enc: Encryptor,
+def _rotate_table(conn: psycopg.Connection[Any], table: catalog.Table, pk: list[str], cols: list[str], enc: Encryptor,
                   counts: dict[str, RotateCount], batch_size: int, dry_run: bool,
                   on_batch: Callable[[str, int], None] | None) -> None:
-    from psycopg import sql
-
     ident = table.ident()
     pk_list = sql.SQL(", ").join(sql.Identifier(c) for c in pk)
     select_cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*pk, *cols])
@@ -153,10 +153,6 @@ def _rotate_table(conn: psycopg.Connection[Any], table: Any, pk: list[str], cols
 
 def _rotate_fields(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
                    on_batch: Callable[[str, int], None] | None) -> list[RotateCount]:
-    from pymongo import UpdateOne
-
-    from dbcli.mongo.documents import session
-
     out: list[RotateCount] = []
     with session(cfg) as db:
         names = set(db.list_collection_names())
@@ -191,10 +187,8 @@ def _rotate_fields(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
                     break
                 last = batch[-1]["_id"]
     if not dry_run:
-        from dbcli.mongo.documents import note_write
-
         for name in enc.fields:
-            note_write(cfg, name)
+            note_collection_write(cfg, name)
     return out
 
 
@@ -209,5 +203,5 @@ def _rotated_doc(enc: Encryptor, name: str, paths: list[str], counts: dict[str, 
             changed = True
             return enc.rotate_value("collection", name, path, value)
         return value
-    new = _map_value(doc, {p: p for p in paths}, fix)
+    new = map_paths(doc, {p: p for p in paths}, fix)
     return new if changed else None

@@ -1,8 +1,13 @@
-"""MongoDB connections (any MongoDB-wire server: MongoDB or FerretDB) and error translation."""
+"""MongoDB connections (any MongoDB-wire server: MongoDB or FerretDB) and error translation.
+
+pymongo is imported inside the functions that use it: it costs about 125 ms to import (measured
+with ``-X importtime``), and PostgreSQL-only commands (``status``, ``schema apply``, reports) import
+this module without ever opening a MongoDB connection.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +20,7 @@ from dbcli.errors import (
     InvalidInputError,
     UnreachableError,
 )
+from dbcli.mongo import embedded
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -23,9 +29,7 @@ if TYPE_CHECKING:
 
 def uri(cfg: Config) -> str:
     if cfg.mongo.embedded:
-        from dbcli.mongo import embedded as local_mongo
-
-        server = local_mongo.ensure_running(cfg)
+        server = embedded.ensure_running(cfg)
         return server.uri
     if not cfg.mongo.uri:
         raise ConfigError("no MongoDB is configured", hint="set mongo.uri, or mongo.embedded: true")
@@ -33,7 +37,7 @@ def uri(cfg: Config) -> str:
 
 
 def client(cfg: Config, **overrides: Any) -> MongoClient[dict[str, Any]]:
-    from pymongo import MongoClient
+    from pymongo import MongoClient  # see the module docstring
     from pymongo.errors import ConfigurationError, InvalidURI
 
     timeout_ms = int(cfg.mongo.connect_timeout * 1000)
@@ -62,7 +66,7 @@ def database(cfg: Config, mc: MongoClient[dict[str, Any]] | None = None) -> Data
 
 @contextmanager
 def errors_translated() -> Iterator[None]:
-    from pymongo.errors import PyMongoError
+    from pymongo.errors import PyMongoError  # see the module docstring
 
     try:
         yield
@@ -71,7 +75,7 @@ def errors_translated() -> Iterator[None]:
 
 
 def translate(e: Exception) -> DbcliError:
-    from pymongo.errors import (
+    from pymongo.errors import (  # see the module docstring
         AutoReconnect,
         BulkWriteError,
         ConnectionFailure,
@@ -99,6 +103,51 @@ def translate(e: Exception) -> DbcliError:
         if e.code == 11000:
             return ConflictError(f"duplicate key: {text}")
     return DbcliError(f"MongoDB error: {text}")
+
+
+@contextmanager
+def session(cfg: Config) -> Iterator[Database[dict[str, Any]]]:
+    """The configured database; driver errors come out as dbcli errors; the client is closed."""
+    mc = client(cfg)
+    try:
+        with translated():
+            yield mc[cfg.mongo.database]
+    finally:
+        mc.close()
+
+
+@contextmanager
+def translated(payload: Any = None) -> Iterator[None]:
+    """``translate``, plus: server rejections of a query are invalid input (exit 5).
+
+    ``payload``: what was sent, to explain a connection FerretDB drops on a Decimal128.
+    """
+    from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError  # see the module docstring
+
+    try:
+        yield
+    except PyMongoError as e:
+        if isinstance(e, AutoReconnect) and payload is not None and contains_decimal128(payload):
+            # FerretDB 1.x drops the connection on a Decimal128 instead of answering
+            raise InvalidInputError("the server closed the connection on a Decimal128 value "
+                                    "(FerretDB does not support $numberDecimal)") from None
+        err = translate(e)
+        if isinstance(e, OperationFailure) and e.code not in (13, 18, 8000):
+            if type(err) is DbcliError:
+                err = InvalidInputError(err.message)
+            errmsg = (e.details or {}).get("errmsg") if isinstance(e.details, dict) else None
+            if errmsg and type(err) is InvalidInputError:
+                # the server's own words, without pymongo's ", full error: {...}" dump
+                err = InvalidInputError(redact_text(str(errmsg)).splitlines()[0][:300].rstrip("."))
+        raise err from e
+
+
+def contains_decimal128(value: Any) -> bool:
+    if isinstance(value, Mapping):  # dicts and RawBSONDocuments
+        return any(contains_decimal128(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_decimal128(v) for v in value)
+    return type(value).__name__ == "Decimal128"
 
 
 def _bulk_error(e: Exception) -> DbcliError:

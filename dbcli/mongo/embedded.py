@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -158,8 +159,6 @@ def _start(cfg: Config, data_dir: Path) -> LocalMongo:
 
 
 def stop(data_dir: Path) -> bool:
-    import signal
-
     server = running(data_dir)
     if server is None:
         return False

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bson import Timestamp
+
+from dbcli.encryption.fields import Encryptor
 from dbcli.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from dbcli.encryption.fields import Encryptor
 
 SUPPORTED = ("$set", "$unset", "$inc", "$mul", "$min", "$max", "$rename", "$setOnInsert", "$push",
              "$addToSet", "$pull", "$pop", "$currentDate")
@@ -79,8 +79,6 @@ def apply(doc: dict[str, Any], update: dict[str, Any], *, inserting: bool = Fals
                     current.pop(0 if arg == -1 else -1)
             elif op == "$currentDate":
                 if isinstance(arg, dict) and arg.get("$type") == "timestamp":
-                    from bson import Timestamp
-
                     _put(out, parts, Timestamp(int(moment.timestamp()), 1))
                 else:
                     _put(out, parts, moment)

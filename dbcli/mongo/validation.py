@@ -51,6 +51,7 @@ def plan(db: Any, specs: dict[str, CollectionSpec]) -> list[MongoChange]:
 
 def apply(db: Any, specs: dict[str, CollectionSpec]) -> tuple[list[MongoChange], bool]:
     """Apply the plan; returns (changes made, whether the server enforces validators)."""
+    # pymongo costs about 125 ms to import: `schema apply` loads this module even for PostgreSQL alone
     from pymongo.errors import OperationFailure
 
     done: list[MongoChange] = []

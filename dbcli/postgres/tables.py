@@ -9,18 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dbcli.config.load import Config
+import psycopg
+from psycopg import pq, sql
+from psycopg.rows import dict_row
+
+from dbcli.config.redact import redact_text
+from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConflictError, InvalidInputError, UsageError
-from dbcli.output import Output
-from dbcli.postgres.catalog import RowConverter, Table
-
-if TYPE_CHECKING:
-    import psycopg
-    from psycopg import sql
-
-    from dbcli.encryption.fields import Encryptor
+from dbcli.postgres.catalog import Table
+from dbcli.postgres.converters import Converter, RowConverter, converter_for
+from dbcli.postgres.errors import translate
 
 # ---- filters ----------------------------------------------------------------------------------
 
@@ -72,8 +72,6 @@ def parse_order(text: str) -> tuple[str, bool]:
 
 
 def _sql_op(op: str) -> sql.SQL:
-    from psycopg import sql
-
     return sql.SQL({"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[op])
 
 
@@ -88,6 +86,14 @@ class TableGateway:
         self.enc = encryptor if encryptor is not None and encryptor.columns_for(table.display) else None
         self.encrypted: set[str] = self.enc.columns_for(table.display) if self.enc else set()
         self.wrote = False
+        self._converters: dict[str, Converter] = {}
+
+    def convert(self, name: str, value: Any) -> Any:
+        """``value`` as the Python value to bind for column ``name`` (ValueError with the reason)."""
+        conv = self._converters.get(name)
+        if conv is None:
+            conv = self._converters[name] = converter_for(self.table.column(name))
+        return conv(value)
 
     # -- reading
     def _decrypt(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +118,7 @@ class TableGateway:
             value = part.strip() if isinstance(part, str) else part
             if isinstance(value, str):
                 try:
-                    self.table.convert(col, value)
+                    self.convert(col, value)
                 except ValueError as e:
                     raise InvalidInputError(f"primary key {col}: {e}") from None
             filters.append(Filter(col, "=", value))
@@ -122,9 +128,7 @@ class TableGateway:
         rows = list(self.find(self.key_filters(key), limit=2)[1])
         return rows[0] if rows else None
 
-    def where_sql(self, filters: Sequence[Filter]) -> tuple[sql.Composable, list[Any]]:
-        from psycopg import sql
-
+    def where_sql(self, filters: Sequence[Filter]) -> tuple[sql.Composed, list[Any]]:
         parts: list[sql.Composable] = []
         params: list[Any] = []
         for f in filters:
@@ -140,21 +144,19 @@ class TableGateway:
                 params.append(f.value)
             else:
                 try:
-                    value = self.table.convert(col.name, f.value)
+                    value = self.convert(col.name, f.value)
                 except ValueError as e:
                     raise InvalidInputError(f"--where {col.name}: {e}") from None
                 parts.append(sql.SQL("{} {} %s").format(ident, _sql_op(f.op)))
                 params.append(value)
         if not parts:
-            return sql.SQL(""), params
+            return sql.Composed([]), params
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), params
 
     def select_sql(self, filters: Sequence[Filter] = (), *, order_by: Sequence[str] = (),
                    limit: int | None = None, columns: Sequence[str] | None = None,
-                   ) -> tuple[list[str], sql.Composable, list[Any]]:
+                   ) -> tuple[list[str], sql.Composed, list[Any]]:
         """The SELECT for ``find`` (also what ``export`` wraps in COPY)."""
-        from psycopg import sql
-
         names = [self.table.column(c).name for c in columns] if columns else list(self.table.columns)
         where, params = self.where_sql(filters)
         query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, names)),
@@ -177,12 +179,7 @@ class TableGateway:
     def find(self, filters: Sequence[Filter] = (), *, order_by: Sequence[str] = (), limit: int | None = None,
              columns: Sequence[str] | None = None) -> tuple[list[str], Iterator[dict[str, Any]]]:
         """The column names and a stream of matching rows (memory stays flat for any result size)."""
-        from psycopg.rows import dict_row
-
         names, query, params = self.select_sql(filters, order_by=order_by, limit=limit, columns=columns)
-
-        from psycopg import pq
-
         size = 1000 if pq.version() >= 170000 else 1  # chunked rows need libpq 17
 
         def rows() -> Iterator[dict[str, Any]]:
@@ -192,8 +189,6 @@ class TableGateway:
         return names, rows()
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
-        from psycopg import sql
-
         where, params = self.where_sql(filters)
         row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.table.ident()) + where,
                                 params).fetchone()
@@ -215,11 +210,6 @@ class TableGateway:
 
         All or nothing within the caller's transaction; an error names the record (``row 3``).
         """
-        import psycopg
-        from psycopg.rows import dict_row
-
-        from dbcli.postgres.connection import translate
-
         converters: dict[tuple[str, ...], RowConverter] = {}
         stored: list[dict[str, Any]] = []
         identity_written: set[str] = set()
@@ -250,9 +240,7 @@ class TableGateway:
             bump_sequences(self.conn, self.table, sorted(identity_written))
         return stored
 
-    def _insert_sql(self, names: Sequence[str], override: bool) -> sql.Composable:
-        from psycopg import sql
-
+    def _insert_sql(self, names: Sequence[str], override: bool) -> sql.Composed:
         if not names:
             return sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING *").format(self.table.ident())
         return sql.SQL("INSERT INTO {} ({}) {}VALUES ({}) RETURNING *").format(
@@ -268,8 +256,6 @@ class TableGateway:
     def update(self, filters: Sequence[Filter], changes: dict[str, Any], *, all_rows: bool = False,
                dry_run: bool = False) -> int:
         """Set ``changes`` (column -> text value, or None for NULL) on matching rows; returns the count."""
-        from psycopg import sql
-
         self._refuse_unfiltered("update", filters, all_rows)
         if not changes:
             raise UsageError("nothing to set: give --set COL=VALUE")
@@ -277,7 +263,7 @@ class TableGateway:
         values: dict[str, Any] = {}
         for name, raw in changes.items():
             try:
-                values[name] = None if raw is None else self.table.convert(name, raw)
+                values[name] = None if raw is None else self.convert(name, raw)
             except ValueError as e:
                 raise InvalidInputError(f"--set {name}: {e}") from None
             if values[name] is None and self.table.columns[name].not_null:
@@ -294,9 +280,6 @@ class TableGateway:
         return cur.rowcount
 
     def delete(self, filters: Sequence[Filter], *, all_rows: bool = False, dry_run: bool = False) -> int:
-        import psycopg
-        from psycopg import sql
-
         self._refuse_unfiltered("delete", filters, all_rows)
         where, params = self.where_sql(filters)
         if dry_run:
@@ -304,8 +287,6 @@ class TableGateway:
         try:
             cur = self.conn.execute(sql.SQL("DELETE FROM {}").format(self.table.ident()) + where, params)
         except (psycopg.errors.ForeignKeyViolation, psycopg.errors.RestrictViolation) as e:
-            from dbcli.config.load import redact_text
-
             raise ConflictError(
                 f"cannot delete from {self.table.display}: rows are still referenced from table "
                 f"{e.diag.table_name} (constraint {e.diag.constraint_name})",
@@ -319,8 +300,6 @@ def bump_sequences(conn: psycopg.Connection[Any], table: Table, columns: Sequenc
 
     Never moves a sequence backwards, so ids already handed out are never reused.
     """
-    from psycopg import sql
-
     for name in columns:
         conn.execute(sql.SQL(
             "SELECT setval(s.seq, m.top) FROM"
@@ -329,51 +308,3 @@ def bump_sequences(conn: psycopg.Connection[Any], table: Table, columns: Sequenc
             " WHERE s.seq IS NOT NULL AND m.top IS NOT NULL"
             " AND m.top > coalesce(pg_sequence_last_value(s.seq), 0)").format(
                 sql.Identifier(name), table.ident()), (table.schema, table.name, name))
-
-
-# ---- helpers shared by the CLI and the demo ---------------------------------------------------
-
-def encryptor(cfg: Config | None) -> Encryptor | None:
-    """The configured encryptor, or None when no column is encrypted."""
-    if cfg is None or not (cfg.get("encryption.columns") or cfg.get("encryption.fields")):
-        return None
-    from dbcli.encryption.fields import Encryptor
-
-    return Encryptor.from_config(cfg)
-
-
-def note_write(cfg: Config | None, tables: Iterable[str], out: Output | None = None) -> None:
-    """Tell the report cache these tables changed (after the commit)."""
-    names = [f"postgres:{t}" for t in tables]
-    if cfg is None or not names:
-        return
-    from dbcli.cache import store as cache
-
-    cache.note_write(cfg, names, warn=out.warn if out else None)
-
-
-def demo_step(cfg: Config, out: Output) -> None:
-    """A CRUD round trip on ``products``: insert, get, find, update, delete."""
-    from dbcli.postgres.uow import UnitOfWork
-
-    sku = "DEMO-CRUD-1"
-    with UnitOfWork(cfg) as uow:
-        gw = uow.table("products")
-        gw.delete([Filter("sku", "=", sku)])
-        (row,) = gw.insert([(1, {"sku": sku, "product_name": "Demo lamp", "price": "19.90", "stock": 3})])
-        pid = str(row["product_id"])
-        out.info(f"$ dbcli table insert products --data '{{\"sku\": \"{sku}\", \"product_name\": \"Demo lamp\", "
-                 f"\"price\": 19.90, \"stock\": 3}}'")
-        out.rows([row], ["product_id", "sku", "product_name", "price", "stock"])
-        out.info(f"$ dbcli table update products --where product_id={pid} --set price=17.50")
-        gw.update([Filter("product_id", "=", pid)], {"price": "17.50"})
-        out.info(f"$ dbcli table get products {pid}")
-        out.rows([gw.get(pid) or {}], ["product_id", "sku", "product_name", "price", "stock"])
-        out.info("$ dbcli table find products --where 'product_name~%lamp%' --order-by price:desc --limit 3")
-        names, rows = gw.find([Filter("product_name", "~", "%lamp%")], order_by=["price:desc"], limit=3,
-                              columns=["product_id", "sku", "product_name", "price"])
-        out.rows(list(rows), names)
-        out.info(f"$ dbcli table delete products --where sku={sku}")
-        deleted = gw.delete([Filter("sku", "=", sku)])
-        out.info(f"deleted {deleted} row(s)")
-

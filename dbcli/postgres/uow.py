@@ -1,33 +1,45 @@
 """The unit of work: one transaction on one (pooled) connection, committed on success, rolled
-back on any exception, with the repositories and table gateways that work inside it.
+back on any exception, with the table gateways that work inside it.
 
     from dbcli.config.load import load_config
     from dbcli.postgres.tables import Filter
     from dbcli.postgres.uow import UnitOfWork
 
     with UnitOfWork(load_config()) as uow:
-        user = uow.users.get(1)
         uow.table("products").update([Filter("sku", "=", "LAMP-1")], {"stock": 10})
     # committed here; an exception anywhere in the block rolls everything back
+
+It knows no schema: an application builds its own repositories on top of it (the sample shop's
+are in :mod:`dbcli.shop.unit_of_work`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from dbcli.config.load import Config
+import psycopg
+
+from dbcli.cache import store as cache
+from dbcli.config.model import Config
+from dbcli.encryption.fields import Encryptor
+from dbcli.postgres import connection
+from dbcli.postgres.catalog import describe
+from dbcli.postgres.errors import errors_translated, translate
+from dbcli.postgres.tables import TableGateway
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg_pool import ConnectionPool
 
-    from dbcli.encryption.fields import Encryptor
-    from dbcli.postgres.tables import TableGateway
-    from dbcli.shop.repositories import OrderRepository, ProductRepository, UserRepository
-
 _UNSET: Any = object()
+
+
+def configured_encryptor(cfg: Config | None) -> Encryptor | None:
+    """The configured encryptor, or None when no column is encrypted."""
+    if cfg is None or not (cfg.encryption.columns or cfg.encryption.fields):
+        return None
+    return Encryptor.from_config(cfg)
 
 
 class UnitOfWork:
@@ -48,17 +60,13 @@ class UnitOfWork:
         self.touched: set[str] = set()
 
     # -- the transaction
-    def __enter__(self) -> UnitOfWork:
-        from dbcli.postgres import connection as postgres
-
+    def __enter__(self) -> Self:
         if self._encryptor is _UNSET:  # first: a config error must not leave a connection open
-            from dbcli.postgres.tables import encryptor
-
-            self._encryptor = encryptor(self.cfg)
+            self._encryptor = configured_encryptor(self.cfg)
         if isinstance(self._source, Config):
-            self._conn = postgres.connect(self._source)
+            self._conn = connection.connect(self._source)
         elif hasattr(self._source, "getconn"):
-            with postgres.errors_translated(self.cfg):
+            with errors_translated(self.cfg):
                 self._conn = self._source.getconn()
         else:
             self._conn = self._source
@@ -66,10 +74,6 @@ class UnitOfWork:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        import psycopg
-
-        from dbcli.postgres import connection as postgres
-
         conn = self.conn
         committed = False
         written: list[str] = []
@@ -88,19 +92,18 @@ class UnitOfWork:
                     conn.commit()
                     committed = True
                 except psycopg.Error as e:
-                    raise postgres.translate(e, self.cfg) from e
+                    raise translate(e, self.cfg) from e
             elif not conn.closed:
                 with contextlib.suppress(psycopg.Error):  # keep the original error, not this one
                     conn.rollback()
         finally:
             self._release()
         if committed and written and self.cfg is not None:
-            from dbcli.postgres.tables import note_write
-
-            note_write(self.cfg, written)
+            # the report cache's entries that read these tables are stale from now on
+            cache.note_write(self.cfg, [f"postgres:{t}" for t in written])
         if isinstance(exc, psycopg.Error):
             # the driver's error as a dbcli error (sqlstate kept), after the rollback
-            raise postgres.translate(exc, self.cfg) from exc
+            raise translate(exc, self.cfg) from exc
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
@@ -139,27 +142,6 @@ class UnitOfWork:
 
     def table(self, name: str) -> TableGateway:
         """A gateway for any table of the catalog (exit 5 for an unknown name)."""
-        from dbcli.postgres.catalog import describe
-        from dbcli.postgres.tables import TableGateway
-
         if name not in self._gateways:
             self._gateways[name] = TableGateway(self.conn, describe(self.conn, name), encryptor=self.encryptor)
         return self._gateways[name]
-
-    @property
-    def users(self) -> UserRepository:
-        from dbcli.shop.repositories import UserRepository
-
-        return UserRepository(self)
-
-    @property
-    def products(self) -> ProductRepository:
-        from dbcli.shop.repositories import ProductRepository
-
-        return ProductRepository(self)
-
-    @property
-    def orders(self) -> OrderRepository:
-        from dbcli.shop.repositories import OrderRepository
-
-        return OrderRepository(self)

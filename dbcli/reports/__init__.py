@@ -1,3 +1,4 @@
-"""Reports: report files and their typed parameters, the PostgreSQL and MongoDB runners, post-
-processing, explain, charts, and the built-in report files.
+"""Reports: the report file format and registry (built-in files + ``reports.dir``), typed parameters,
+the PostgreSQL and MongoDB runners (each loads only its own driver), post-processing, results
+through the result cache, explain, charts, and the built-in report files.
 """

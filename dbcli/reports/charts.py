@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from dbcli.errors import InvalidInputError
+from dbcli.output import Output, cell_text
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _FULL = "█"
@@ -36,8 +38,6 @@ def numeric(value: Any, column: str) -> float | None:
 def bars(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
          label_col: str | None = None, *, width: int = 80) -> tuple[list[Bar], int]:
     """The bars to draw and how many rows were left out (past :data:`MAX_BARS`)."""
-    from dbcli.output import cell_text
-
     if value_col not in columns:
         raise InvalidInputError(f"--chart: no column {value_col!r} (columns: {', '.join(columns)})")
     if label_col is None:
@@ -75,11 +75,9 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def render(out: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
+def render(out: Output, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
            label_col: str | None = None, *, to_stderr: bool = False, title: str | None = None) -> None:
     """Draw through an :class:`dbcli.output.Output`: rich colour on a terminal, plain blocks otherwise."""
-    import shutil
-
     stream = out.stderr if to_stderr else out.stdout
     tty = out.stderr_tty if to_stderr else out.stdout_tty
     width = shutil.get_terminal_size((80, 24)).columns if tty else 80
@@ -89,7 +87,7 @@ def render(out: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], 
         stream.write(f"{title}\n")
     if colour:
         console = out.err_console() if to_stderr else out.console()
-        from rich.text import Text
+        from rich.text import Text  # rich (~15 ms) is loaded only to draw in colour, as Output.console() does
 
         for b in drawn:
             line = Text(f"{b.label}  {b.value}  ")

@@ -10,7 +10,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,16 @@ MIGRATION_NAME = re.compile(r"^(\d{4,})_([A-Za-z0-9_.-]+)\.sql$")
 
 
 def default_dir() -> Path:
-    """The sample shop's schema, shipped as package data in ``dbcli/shop/schema``."""
-    return Path(__file__).resolve().parent.parent / "shop" / "schema"
+    """The sample shop's schema, shipped as package data in ``dbcli/shop/schema``.
+
+    Found among the ``dbcli`` package's resources (an installed wheel has it there too) without
+    importing ``dbcli.shop``: the toolkit never imports the shop, it only reads its files.
+    """
+    return Path(str(resources.files("dbcli") / "shop" / "schema"))
 
 
 def schema_dir(cfg: Config) -> Path:
-    configured = cfg.get("schema.dir")
-    path = Path(configured).expanduser() if configured else default_dir()
+    path = cfg.schema.dir.expanduser() if cfg.schema.dir else default_dir()
     if not path.is_dir():
         raise ConfigError(f"schema directory not found: {path}", hint="set schema.dir in the config")
     return path
@@ -89,7 +94,7 @@ class CollectionSpec:
         if not self.json_schema:
             return None
         error = next(iter(_validator(self.name, json.dumps(self.json_schema, sort_keys=True))
-                          .iter_errors(_plain(doc))), None)
+                          .iter_errors(json_value(doc))), None)
         if error is None:
             return None
         path = ".".join(str(p) for p in error.absolute_path)
@@ -103,14 +108,20 @@ def _validator(name: str, schema_text: str) -> Any:
     return Draft7Validator(json.loads(schema_text))
 
 
-def _plain(value: Any) -> Any:
-    """BSON values as the JSON types the schema speaks of (dates and ObjectIds become strings)."""
-    from decimal import Decimal
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
+
+def json_value(value: Any) -> Any:
+    """BSON values as the JSON types the schema speaks of (dates and ObjectIds become strings).
+
+    Runs once per document written (bulk imports included), hence the exact-type shortcut first.
+    """
+    if type(value) in _JSON_SCALARS:
+        return value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Decimal):

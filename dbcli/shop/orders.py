@@ -9,14 +9,13 @@ row locks, so stock can never be oversold.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from dbcli.config.load import Config
 from dbcli.errors import ConflictError, InvalidInputError, NotFoundError
 from dbcli.output import Output
-from dbcli.postgres.uow import UnitOfWork
 from dbcli.shop.models import Order, OrderItem, Payment
+from dbcli.shop.unit_of_work import ShopUnitOfWork
 
 # the values payments_method_check allows (schemas/postgres/0003_orders.sql)
 PAYMENT_METHODS = ("card", "paypal", "bank_transfer", "gift_card", "cash_on_delivery")
@@ -43,7 +42,7 @@ def _merge(items: Sequence[tuple[int, int]]) -> dict[int, int]:
     return merged
 
 
-def place_order(uow: UnitOfWork, user_id: int, items: Sequence[tuple[int, int]], *,
+def place_order(uow: ShopUnitOfWork, user_id: int, items: Sequence[tuple[int, int]], *,
                 method: str | None = None, address_id: int | None = None) -> Order:
     """Place an order inside ``uow`` (the caller's ``with`` block commits or rolls back).
 
@@ -86,12 +85,12 @@ def place_order(uow: UnitOfWork, user_id: int, items: Sequence[tuple[int, int]],
 def place(cfg: Config, user_id: int, items: Sequence[tuple[int, int]], *, method: str | None = None,
           address_id: int | None = None) -> Order:
     """Place an order in its own unit of work."""
-    with UnitOfWork(cfg) as uow:
+    with ShopUnitOfWork(cfg) as uow:
         return place_order(uow, user_id, items, method=method, address_id=address_id)
 
 
 def get_order(cfg: Config, order_id: int) -> Order:
-    with UnitOfWork(cfg) as uow:
+    with ShopUnitOfWork(cfg) as uow:
         order = uow.orders.get(order_id)
     if order is None:
         raise NotFoundError(f"order {order_id} not found")
@@ -122,28 +121,3 @@ def show(out: Output, order: Order) -> None:
         out.record({**summary(order), "items": item_rows(order),
                     "payments": [p.__dict__ for p in order.payments]})
 
-
-def demo_step(cfg: Config, out: Output) -> None:
-    """Place an order, then show that one asking for too much changes nothing."""
-    from dbcli.shop.models import Product, User
-
-    with UnitOfWork(cfg) as uow:
-        row = uow.conn.execute("SELECT user_id FROM users ORDER BY user_id LIMIT 1").fetchone()
-        user_id = int(row[0]) if row else uow.users.add(User(email="demo@example.com", name="Demo User")).user_id
-        stocked = [p for p in uow.products.list(limit=50) if p.stock > 0][:2]
-        if len(stocked) < 2:
-            stocked = [uow.products.add(Product(sku=f"DEMO-ORDER-{n}", product_name=f"Demo item {n}",
-                                                price=Decimal(price), stock=5))
-                       for n, price in ((1, "9.90"), (2, "24.50"))]
-    assert user_id is not None
-    items = [(p.product_id or 0, 1) for p in stocked]
-    spec = " ".join(f"--item {pid}:{qty}" for pid, qty in items)
-    out.info(f"$ dbcli order place --user {user_id} {spec} --method card")
-    order = place(cfg, user_id, items, method="card")
-    show(out, order)
-    first = stocked[0]
-    out.info(f"$ dbcli order place --user {user_id} --item {first.product_id}:100000   # more than in stock")
-    try:
-        place(cfg, user_id, [(first.product_id or 0, 100000)])
-    except ConflictError as e:
-        out.info(f"Error: {e.message} (exit {int(e.exit_code)}: nothing was changed)")

@@ -1,6 +1,7 @@
 """Data mappers for the e-commerce aggregates: SQL in, dataclasses out.
 
-A repository works inside its :class:`~dbcli.postgres.uow.UnitOfWork`'s transaction and never commits.
+A repository works inside a :class:`~dbcli.postgres.uow.UnitOfWork`'s transaction and never commits
+(:class:`~dbcli.shop.unit_of_work.ShopUnitOfWork` gives one of each).
 Configured encrypted columns are encrypted on the way in and decrypted on the way out.
 """
 
@@ -8,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from dbcli.errors import NotFoundError
+from dbcli.postgres.uow import UnitOfWork
 from dbcli.shop.models import Address, Category, Order, OrderItem, Payment, Product, User, UserProfile, from_row, to_row
-
-if TYPE_CHECKING:
-    import psycopg
-
-    from dbcli.postgres.uow import UnitOfWork
-
-T = TypeVar("T")
 
 
 class Repository:
@@ -29,8 +29,6 @@ class Repository:
         return self.uow.conn
 
     def _rows(self, table: str, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        from psycopg.rows import dict_row
-
         with self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query, params).fetchall()
         return [self.uow.decrypt(table, r) for r in rows]
@@ -41,9 +39,6 @@ class Repository:
 
     def _insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
         """INSERT one row of ``table`` (a fixed name from this module) and return it as stored."""
-        from psycopg import sql
-        from psycopg.rows import dict_row
-
         values = self.uow.encrypt(table, values)
         query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, values)),
@@ -95,8 +90,6 @@ class UserRepository(Repository):
 
     def save_profile(self, user_id: int, profile: UserProfile) -> UserProfile:
         """Insert or replace the user's profile."""
-        from psycopg.rows import dict_row
-
         profile.user_id = user_id
         values = self.uow.encrypt("user_profiles", {k: v for k, v in to_row(profile).items() if k != "updated_at"})
         values["user_id"] = user_id
@@ -187,8 +180,6 @@ class ProductRepository(Repository):
                                 (delta, product_id)).fetchone()
         self.uow.touch("products")
         if row is None:
-            from dbcli.errors import NotFoundError
-
             raise NotFoundError(f"product {product_id} not found")
         return int(row[0])
 

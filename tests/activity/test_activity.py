@@ -223,7 +223,7 @@ def test_demo_step_records_and_shows_stats(act: ActivityEnv, load_cfg: Any) -> N
     import io
 
     from dbcli.output import Output
-    from dbcli.shop.activity.model import demo_step
+    from dbcli.shop.demo.activity import step as demo_step
 
     out, err = io.StringIO(), io.StringIO()
     demo_step(load_cfg(), Output(fmt="json", stdout=out, stderr=err))
@@ -254,8 +254,8 @@ def test_demo_step_after_seed_extends_the_seeded_counters(schema_full_config_fil
     import io
 
     from dbcli.output import Output
-    from dbcli.shop.activity.model import demo_step
-    from dbcli.shop.seed import seed
+    from dbcli.shop.demo.activity import step as demo_step
+    from dbcli.shop.seed.load import seed
 
     cfg = load_cfg()
     seed(cfg, users=10, products=5, orders=10, events=300, seed=1)

@@ -130,8 +130,8 @@ def _layout(act: ActivityEnv, hour: dt.datetime) -> list[tuple[int, int]]:
 
 
 def test_guarded_bucket_writes_replan_when_another_writer_got_there_first(act: ActivityEnv, load_cfg: object) -> None:
-    from dbcli.shop.activity.model import open_session
-    from dbcli.shop.activity.writer import BucketWriter
+    from dbcli.shop.activity.buckets import BucketWriter
+    from dbcli.shop.activity.session import open_session
 
     hour = BASE.replace(minute=0)
     with open_session(load_cfg()) as s:  # type: ignore[operator]
@@ -148,7 +148,7 @@ def test_guarded_bucket_writes_replan_when_another_writer_got_there_first(act: A
         assert _layout(act, hour) == [(0, 5), (1, 2)]  # the guard refused the overflow; replanned
 
         later = hour + dt.timedelta(hours=1)
-        mine._load([(1, later.strftime("%Y-%m-%dT%H"))])  # we believe that hour has no bucket yet
+        mine.load([(1, later.strftime("%Y-%m-%dT%H"))])  # we believe that hour has no bucket yet
         s.db.activity_buckets.insert_one({"user_id": 1, "hour": later.strftime("%Y-%m-%dT%H"), "seq": 0,
                                           "count": 1, "events": [{"event_id": "x3", "type": "login", "ts": later}]})
         mine.add(_events(later, range(10, 13)))  # our insert of seq 0 collides: appended instead
@@ -171,19 +171,19 @@ def test_event_id_is_the_documented_canonical_hash() -> None:
 def test_which_journal_entries_count_as_dead() -> None:
     import socket
 
-    from dbcli.shop.activity.writer import IN_FLIGHT, _is_stale
+    from dbcli.shop.activity.journal import IN_FLIGHT, is_stale
 
     now = dt.datetime.now(dt.UTC)
     here, me = socket.gethostname(), os.getpid()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    assert _is_stale({"_id": "a", "host": here, "pid": int(dead), "started": now})
-    assert _is_stale({"_id": "b", "host": here, "pid": me, "started": now})  # ours, no thread writing it
+    assert is_stale({"_id": "a", "host": here, "pid": int(dead), "started": now})
+    assert is_stale({"_id": "b", "host": here, "pid": me, "started": now})  # ours, no thread writing it
     IN_FLIGHT.add("c")
     try:
-        assert not _is_stale({"_id": "c", "host": here, "pid": me, "started": now})
+        assert not is_stale({"_id": "c", "host": here, "pid": me, "started": now})
     finally:
         IN_FLIGHT.discard("c")
-    assert not _is_stale({"_id": "d", "host": here, "pid": os.getppid(), "started": now - dt.timedelta(hours=1)})
-    assert not _is_stale({"_id": "e", "host": "elsewhere", "pid": 1, "started": now})
-    assert _is_stale({"_id": "f", "host": "elsewhere", "pid": 1, "started": now - dt.timedelta(minutes=11)})
+    assert not is_stale({"_id": "d", "host": here, "pid": os.getppid(), "started": now - dt.timedelta(hours=1)})
+    assert not is_stale({"_id": "e", "host": "elsewhere", "pid": 1, "started": now})
+    assert is_stale({"_id": "f", "host": "elsewhere", "pid": 1, "started": now - dt.timedelta(minutes=11)})

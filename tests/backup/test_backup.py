@@ -348,10 +348,10 @@ def test_quiet_create_prints_nothing_and_unknown_id_is_6(cli: Any, seeded: Any) 
 def test_second_backup_in_the_same_second_gets_a_new_id(seeded: Any, tmp_path: Path) -> None:
     import datetime as dt
 
-    from dbcli.backup import service as backup
+    from dbcli.backup.create import create
 
     fixed = dt.datetime(2026, 11, 29, 10, 15, tzinfo=dt.UTC)
-    ids = [backup.create(seeded, target="postgres", root=tmp_path / "b", clock=lambda: fixed)["id"]
+    ids = [create(seeded, target="postgres", root=tmp_path / "b", clock=lambda: fixed)["id"]
            for _ in range(2)]
     assert ids == ["20261129T101500Z-default", "20261129T101500Z-default-2"]
 
@@ -359,11 +359,11 @@ def test_second_backup_in_the_same_second_gets_a_new_id(seeded: Any, tmp_path: P
 def test_demo_step(seeded: Any) -> None:
     import io
 
-    from dbcli.backup.service import demo_step
     from dbcli.output import Output
+    from dbcli.shop.demo import backup as demo_backup
 
     out, err = io.StringIO(), io.StringIO()
-    demo_step(seeded, Output(fmt="json", stdout=out, stderr=err))
+    demo_backup.step(seeded, Output(fmt="json", stdout=out, stderr=err))
     checks = json.loads(out.getvalue())
     assert checks and all(c["ok"] for c in checks)
     assert "backup: creating a backup of the demo data" in err.getvalue()
@@ -417,7 +417,7 @@ def test_restore_failing_half_way_is_rolled_back(cli: Any, made_backup: MadeBack
 def test_emptiness_is_checked_again_inside_the_restore_transaction(made_backup: MadeBackup, tmp_path: Path,
                                                                    pg_server: PgServer) -> None:
     """The library call alone (no CLI pre-check) refuses a non-empty target: no race with a writer."""
-    from dbcli.backup import pg as backup_pg
+    from dbcli.backup import pg_restore
     from dbcli.backup import store as backup_store
     from dbcli.config.load import load_config
     from dbcli.errors import ConflictError
@@ -427,25 +427,25 @@ def test_emptiness_is_checked_again_inside_the_restore_transaction(made_backup: 
     pg = manifest["postgres"]
     before = _pg_counts(pg_server, made_backup.pg_db)
     with pytest.raises(ConflictError, match=f"postgres database {made_backup.pg_db} is not empty"):
-        backup_pg.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
-                          tables=pg["tables"], progress=lambda _: None)
+        pg_restore.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
+                           tables=pg["tables"], progress=lambda _: None)
     assert _pg_counts(pg_server, made_backup.pg_db) == before
 
 
 def test_pg_restore_older_than_the_server_is_refused(made_backup: MadeBackup, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      empty_target: tuple[str, str], pg_server: PgServer) -> None:
-    from dbcli.backup import pg as backup_pg
+    from dbcli.backup import pg_restore
     from dbcli.backup import store as backup_store
     from dbcli.config.load import load_config
     from dbcli.errors import ConfigError
 
-    monkeypatch.setattr(backup_pg, "tool_version", lambda path: ("17.0", 17))  # pg_restore's, not pg_dump's
+    monkeypatch.setattr(pg_restore, "tool_version", lambda path: ("17.0", 17))  # pg_restore's, not pg_dump's
     root = made_backup.copy_to(tmp_path)
     pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
     with pytest.raises(ConfigError, match=r"pg_restore 17.0 is older than the server \(PostgreSQL 18\)"):
-        backup_pg.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
-                          tables=pg["tables"], dbname=empty_target[0], progress=lambda _: None)
+        pg_restore.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
+                           tables=pg["tables"], dbname=empty_target[0], progress=lambda _: None)
     assert _pg_counts(pg_server, empty_target[0]) == {}
 
 
@@ -538,24 +538,24 @@ def test_partitions_and_inheritance_are_counted_once(cli: Any, pg_config: dict[s
 
 
 def test_archive_check_by_oid_and_by_name_for_older_manifests(made_backup: MadeBackup, tmp_path: Path) -> None:
-    from dbcli.backup import pg as backup_pg
     from dbcli.backup import store as backup_store
+    from dbcli.backup.pg_archive import check_archive
+    from dbcli.backup.pg_tools import find_tools
     from dbcli.config.load import load_config
     from dbcli.errors import CheckFailedError
 
     root = made_backup.copy_to(tmp_path)
     pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
-    dump, tools = root / made_backup.id / pg["file"], backup_pg.find_tools(load_config())
+    dump, tools = root / made_backup.id / pg["file"], find_tools(load_config())
     assert all(isinstance(t["oid"], int) for t in pg["tables"])
-    backup_pg.check_archive(tools, dump, None, tables=pg["tables"])
+    check_archive(tools, dump, None, tables=pg["tables"])
     # manifests written before dbcli recorded oids: matched by name
-    backup_pg.check_archive(tools, dump, None, tables=[{k: v for k, v in t.items() if k != "oid"}
-                                                       for t in pg["tables"]])
+    check_archive(tools, dump, None, tables=[{k: v for k, v in t.items() if k != "oid"} for t in pg["tables"]])
     users = next(t for t in pg["tables"] if t["table"] == "users")
     with pytest.raises(CheckFailedError, match="has no data for table public.users"):
-        backup_pg.check_archive(tools, dump, None, tables=[{**users, "oid": 1}])
+        check_archive(tools, dump, None, tables=[{**users, "oid": 1}])
     with pytest.raises(CheckFailedError, match="has no data for table public.nope"):
-        backup_pg.check_archive(tools, dump, None, tables=[{"schema": "public", "table": "nope", "kind": "r"}])
+        check_archive(tools, dump, None, tables=[{"schema": "public", "table": "nope", "kind": "r"}])
 
 
 def test_latin1_database_with_non_ascii_names(cli: Any, pg_server: PgServer, tmp_path: Path) -> None:

@@ -17,20 +17,23 @@ from typing import IO, Any
 
 import pytest
 
+from tests.backup import pause
 from tests.fix_backup import MadeBackup
 from tests.fix_mongo import MongoServer
 from tests.fix_pg import PgServer
 from tests.helpers import write_config
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 class Running:
-    """``python -m dbcli ARGS`` in its own process group, paused by the test hook at ``stage``."""
+    """``dbcli ARGS`` in its own process group; with ``stage``, paused there for a minute (tests/backup/pause.py)."""
 
     def __init__(self, args: list[str], stage: str | None, cwd: Path) -> None:
-        env = {**os.environ, "DBCLI_BACKUP_TEST_PAUSE_SECONDS": "60"}
-        if stage:
-            env["DBCLI_BACKUP_TEST_PAUSE"] = stage
-        self.proc = subprocess.Popen([sys.executable, "-m", "dbcli", *args], cwd=cwd, env=env, text=True,
+        # the child imports tests.backup.pause from this checkout, whatever its working directory
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        command = ["-c", pause.CHILD, stage, "60"] if stage else ["-m", "dbcli"]
+        self.proc = subprocess.Popen([sys.executable, *command, *args], cwd=cwd, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)

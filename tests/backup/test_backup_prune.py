@@ -115,7 +115,7 @@ def test_prune_without_policy_is_usage_error(cli: Any, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("age", "text"), [(5, "5s"), (600, "10m"), (7200, "2h"), (200000, "2d")])
 def test_list_ages(tmp_path: Path, age: int, text: str) -> None:
-    from dbcli.backup.service import list_rows
+    from dbcli.backup.listing import list_rows
 
     fake_backup(tmp_path, "2026-11-29T02:00")
     now = _at("2026-11-29T02:00") + dt.timedelta(seconds=age)

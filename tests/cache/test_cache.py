@@ -64,16 +64,16 @@ def test_encoding_round_trips_every_report_type() -> None:
     from bson import ObjectId
     from bson.decimal128 import Decimal128
 
-    from dbcli.cache import store as cache
+    from dbcli.cache import codec
 
     value = {"rows": [[1, 2**70, 1.5, Decimal("0.10"), "x", None, True, dt.date(2024, 3, 1),
                        dt.datetime(2024, 3, 1, 10, tzinfo=dt.UTC), dt.time(10, 30), dt.timedelta(days=2, seconds=3),
                        uuid.UUID(int=5), b"\x00\xff", {"$t": "not a tag"}, [1, [2]],
                        ObjectId("65f000000000000000000000"), Decimal128("1.5"), float("nan") if False else 0.0]]}
-    assert cache.decode(cache.encode(value)) == value
+    assert codec.decode(codec.encode(value)) == value
     big = {"rows": [["x" * 100] for _ in range(1000)]}
-    blob = cache.encode(big)
-    assert blob[:1] == b"z" and len(blob) < 10_000 and cache.decode(blob) == big
+    blob = codec.encode(big)
+    assert blob[:1] == b"z" and len(blob) < 10_000 and codec.decode(blob) == big
 
 
 # ---- disk backend ---------------------------------------------------------------------------------
@@ -129,6 +129,7 @@ def test_cached_report_reflects_a_table_update_made_a_moment_before(known_db: Pa
 def test_note_write_invalidates_only_reports_reading_that_source(known_db: Path, load_cfg: Callable[..., Any],
                                                                  pg_server: Any, schema_db: str) -> None:
     from dbcli.cache import store as cache
+    from dbcli.cache.versions import open_backend
 
     cfg = load_cfg()
     users = ["report", "run", "customers-without-orders", "-f", "json", "--cache"]
@@ -140,7 +141,7 @@ def test_note_write_invalidates_only_reports_reading_that_source(known_db: Path,
     assert cache.note_write(cfg, ["postgres:users"]) is True
     assert invoke([*REPORT, "--cache"]).stderr.startswith("from the cache")
     assert invoke(users).stderr == ""
-    backend = cache.open_backend(cfg)
+    backend = open_backend(cfg)
     assert backend.versions(["postgres:users", "postgres:payments", "postgres:orders"]) == {
         "postgres:users": 1, "postgres:payments": 1, "postgres:orders": 0}
     backend.close()
@@ -155,14 +156,15 @@ def test_ttl_expires_entries(known_db: Path) -> None:
 
 def test_key_depends_on_parameters_profile_and_database(load_cfg: Callable[..., Any], tmp_path: Path) -> None:
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import registry
+    from dbcli.reports.cached import cache_parts
 
     write_config(tmp_path / "a.yaml", {"postgres": {"dsn": "host=h1 dbname=shop"}})
     write_config(tmp_path / "b.yaml", {"postgres": {"dsn": "host=h2 dbname=shop"}})
     a, b = load_config(str(tmp_path / "a.yaml")), load_config(str(tmp_path / "b.yaml"))
-    report = reports.get(a, "best-sellers")
-    parts = [reports.cache_parts(a, report, {"limit": 1}), reports.cache_parts(a, report, {"limit": 2}),
-             reports.cache_parts(b, report, {"limit": 1})]
+    report = registry.get(a, "best-sellers")
+    parts = [cache_parts(a, report, {"limit": 1}), cache_parts(a, report, {"limit": 2}),
+             cache_parts(b, report, {"limit": 1})]
     assert len({repr(p) for p in parts}) == 3
     assert a.profile == b.profile == "default"
 
@@ -229,6 +231,7 @@ def test_redis_on_a_closed_port_warns_once_and_the_report_runs(known_db: Path) -
 def test_redis_stopped_mid_life(known_db: Path, start_redis: Callable[[], Any], load_cfg: Callable[..., Any],
                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from dbcli.cache import store as cache
+    from dbcli.cache.versions import pending_file
 
     server = start_redis()
     set_cache(known_db, url=server.url, ttl=600)
@@ -246,24 +249,25 @@ def test_redis_stopped_mid_life(known_db: Path, start_redis: Callable[[], Any], 
     assert cache.note_write(cfg, ["postgres:users"]) is False
     err = capsys.readouterr().err
     assert err.count("Warning: ") == 1 and "refreshed when it is back" in err
-    assert cache._pending_file(cfg).read_text().split() == ["postgres:orders", "postgres:users"]
+    assert pending_file(cfg).read_text().split() == ["postgres:orders", "postgres:users"]
 
 
 def test_pending_bumps_are_replayed_when_redis_answers(known_db: Path, redis_url: str,
                                                        load_cfg: Callable[..., Any]) -> None:
     from dbcli.cache import store as cache
+    from dbcli.cache.versions import open_backend, pending_file, remember_pending
 
     set_cache(known_db, url=redis_url)
     cfg = load_cfg()
-    cache._remember_pending(cfg, ["postgres:orders", "mongo:user_stats"])
-    backend = cache.open_backend(cfg)
+    remember_pending(cfg, ["postgres:orders", "mongo:user_stats"])
+    backend = open_backend(cfg)
     try:
         assert backend.versions(["postgres:orders", "mongo:user_stats"]) == {"postgres:orders": 1,
                                                                              "mongo:user_stats": 1}
     finally:
         backend.close()
-    assert not cache._pending_file(cfg).exists()
+    assert not pending_file(cfg).exists()
     assert cache.note_write(cfg, ["postgres:orders"]) is True
-    backend = cache.open_backend(cfg)
+    backend = open_backend(cfg)
     assert backend.versions(["postgres:orders"]) == {"postgres:orders": 2}
     backend.close()

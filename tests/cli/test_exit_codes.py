@@ -27,12 +27,12 @@ def test_0_success(config_file: Path) -> None:
 
 
 def test_1_unexpected_error_is_one_line(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dbcli.servers
+    import dbcli.servers.health
 
     def broken(cfg: object) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(dbcli.servers, "ping_all", broken)
+    monkeypatch.setattr(dbcli.servers.health, "ping_all", broken)
     result = invoke(["ping"])
     assert result.exit_code == 1
     assert result.stderr == "Error: unexpected RuntimeError: boom (hint: run again with --debug for a traceback)\n"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 
-from dbcli.config.load import load_config, redact_text
+from dbcli.config.load import load_config
+from dbcli.config.redact import redact_text
 from dbcli.errors import ConfigError
 from tests.helpers import invoke
 
@@ -122,17 +124,23 @@ def test_redact_text(text: str) -> None:
     assert "s3 cret" not in redact_text(text)
 
 
+def _key(word: str) -> str:
+    """A valid base64 32-byte key whose text is easy to look for."""
+    return base64.b64encode(word.encode().ljust(32, b"!")).decode()
+
+
 def test_config_show_never_shows_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pwfile").write_text("filesecret")
     monkeypatch.setenv("ENV_PW", "envsecret")
+    keys = {name: _key(name) for name in ("bkpsecret", "datakeysecret", "oldkeysecret")}
     write(tmp_path / "dbcli.yaml", f"""
 profiles:
   a:
     postgres: {{dsn: "postgresql://u:dsnsecret@h/db"}}
     mongo: {{uri: "mongodb://u:urisecret@h:27017/"}}
     cache: {{url: "redis://:redissecret@h:6379/0"}}
-    backup: {{encryption_key: "bkpsecret"}}
-    encryption: {{key: "datakeysecret", previous_keys: {{old1: "oldkeysecret"}}}}
+    backup: {{encryption_key: "{keys['bkpsecret']}"}}
+    encryption: {{key: "{keys['datakeysecret']}", previous_keys: {{old1: "{keys['oldkeysecret']}"}}}}
   b:
     postgres: {{host: h, user: u, password: "${{ENV_PW}}"}}
     mongo: {{uri: "mongodb://u@h:27017/", password_file: "{tmp_path / 'pwfile'}"}}
@@ -143,9 +151,9 @@ profiles:
         for fmt in ("json", "table", "csv"):
             result = invoke(["--profile", profile, "config", "show", "--format", fmt])
             assert result.exit_code == 0, result.stderr
-            for secret in ("dsnsecret", "urisecret", "redissecret", "bkpsecret", "datakeysecret",
-                           "envsecret", "filesecret", "oldkeysecret"):
+            for secret in ("dsnsecret", "urisecret", "redissecret", "envsecret", "filesecret", *keys.values()):
                 assert secret not in result.stdout + result.stderr
     shown = invoke(["--profile", "a", "config", "show", "-f", "json"]).json()
     assert shown["postgres"]["dsn"] == "postgresql://u:***@h/db"
     assert shown["backup"]["encryption_key"] == "***"
+    assert shown["encryption"]["previous_keys"] == {"old1": "***"}

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from dbcli.config import yaml_cache
-from dbcli.config.load import cache_home, load_config
+from dbcli.config.load import load_config
+from dbcli.config.paths import cache_home
 from dbcli.errors import ConfigError
-from dbcli.reports import model as reports
+from dbcli.reports import registry as reports
 
 
 def entries() -> list[Path]:
@@ -46,7 +47,7 @@ def test_errors_are_never_cached(tmp_path: Path) -> None:
     "postgres: {dsn: 'postgresql://app:hunter2@db.example/shop'}\n",
     "postgres: {dsn: 'host=db.example sslpassword=hunter2'}\n",
     "mongo: {uri: 'mongodb://app:hunter2@db.example/'}\n",
-    "encryption: {key: aGVsbG8taHVudGVyMi1oZWxsby1odW50ZXIyMTIzNA==}\n",
+    "encryption: {key: aGVsbG8taHVudGVyMi1oZWxsby1odW50ZXIyMTIzNDU=}\n",
     # a default is written in the file: it is a secret like any other
     "postgres: {password: '${NOT_SET_PW:-hunter2}'}\n",
     "postgres: {dsn: 'postgresql://app:${NOT_SET_PW:-hunter2}@db.example/shop'}\n",
@@ -113,7 +114,7 @@ def test_report_files_are_cached_too(tmp_path: Path) -> None:
 
 def test_a_warm_run_does_not_import_yaml(tmp_path: Path) -> None:
     (tmp_path / "dbcli.yaml").write_text("mongo: {database: warm}\n")
-    probe = ("import sys; from dbcli.config.load import load_config; from dbcli.reports import model as reports; "
+    probe = ("import sys; from dbcli.config.load import load_config; from dbcli.reports import registry as reports; "
              "cfg = load_config(); reports.get(cfg, 'user-orders'); print('yaml' in sys.modules)")
     env = {**os.environ}
     runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True,

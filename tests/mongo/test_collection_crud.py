@@ -249,8 +249,8 @@ def test_unsupported_operator_on_schema_collection_is_refused(cfg_file: Path, cl
 def test_demo_step(mongo_config: Callable[..., Path], load_cfg: Callable[..., Any], coll_db: Any) -> None:
     import io
 
-    from dbcli.mongo.documents import demo_step
     from dbcli.output import Output
+    from dbcli.shop.demo.documents import step as demo_step
 
     mongo_config()
     out, err = io.StringIO(), io.StringIO()
@@ -263,8 +263,8 @@ def test_demo_step(mongo_config: Callable[..., Path], load_cfg: Callable[..., An
 def test_demo_step_without_mongo(tmp_path: Path, load_cfg: Callable[..., Any]) -> None:
     import io
 
-    from dbcli.mongo.documents import demo_step
     from dbcli.output import Output
+    from dbcli.shop.demo.documents import step as demo_step
 
     (tmp_path / "dbcli.yaml").write_text("postgres: {dsn: 'host=localhost'}\n")
     err = io.StringIO()

@@ -179,15 +179,15 @@ def test_import_upsert_later_line_wins_within_a_batch(cfg_file: Path, cli: Cli, 
 
 def test_import_big_jsonl_is_validated_in_parallel_parts(cfg_file: Path, cli: Cli, tmp_path: Path, coll_db: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from dbcli.mongo import documents_io
+    from dbcli.mongo import spool
 
-    monkeypatch.setattr(documents_io, "PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(documents_io, "MAX_WORKERS", 3)
+    monkeypatch.setattr(spool, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(spool, "MAX_WORKERS", 3)
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     docs = _events(60)
     docs[44]["type"] = "Bad Type"
     (tmp_path / "ev.jsonl").write_text(_jsonl(docs[:30]) + "\n" + _jsonl(docs[30:]))  # a blank line 31
-    assert len(documents_io._parallel_plan(str(tmp_path / "ev.jsonl"), None) or []) == 3
+    assert len(spool.parallel_plan(str(tmp_path / "ev.jsonl"), None) or []) == 3
     res = cli("collection", "import", "user_activities", "ev.jsonl")
     assert res.exit_code == 5
     assert res.stderr.startswith("Error: 1 document(s) violate the user_activities schema, nothing was imported: "

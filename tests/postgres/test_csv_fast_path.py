@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from dbcli.postgres.catalog import BadValue, Column, converter_for, csv_column_check
-from dbcli.postgres.copy_io import _batch_text, _csv_batch, _records_regex
+from dbcli.postgres.catalog import Column
+from dbcli.postgres.converters import converter_for
+from dbcli.postgres.copy_csv import _batch_text, _csv_batch, _records_regex
+from dbcli.postgres.csv_checks import BadValue, csv_column_check
 
 
 def _col(name: str, base: str, category: str, typmod: int = -1, not_null: bool = False) -> Column:

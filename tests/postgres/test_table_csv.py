@@ -64,9 +64,9 @@ def test_bad_csv(notes: Shop, cli: Any, body: str, message: str) -> None:
 
 
 def test_many_batches(notes: Shop, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dbcli.postgres import copy_io as table_io
+    from dbcli.postgres import copy_csv
 
-    monkeypatch.setattr(table_io, "CSV_BATCH_BYTES", 64)
+    monkeypatch.setattr(copy_csv, "CSV_BATCH_BYTES", 64)
     lines = ["id,body,n"] + [f'{i},"row\n{i}",{i % 100}' if i % 50 == 0 else f"{i},row {i},{i % 100}"
                              for i in range(1, 1001)]
     path = tmp_path / "many.csv"

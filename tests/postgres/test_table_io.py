@@ -208,7 +208,8 @@ def test_import_into_a_view_or_unknown_table(shop: Shop, cli: Any) -> None:
 def test_library_import_and_export(shop_cfg: Any, tmp_path: Path) -> None:
     import io
 
-    from dbcli.postgres.copy_io import export_table, import_records
+    from dbcli.postgres.copy_export import export_table
+    from dbcli.postgres.copy_import import import_records
     from dbcli.postgres.uow import UnitOfWork
 
     with UnitOfWork(shop_cfg) as uow:

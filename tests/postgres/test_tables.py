@@ -237,10 +237,10 @@ def test_delete_and_fk_violation(shop: Shop, cli: Any) -> None:
 
 
 def test_writes_bump_the_report_cache_versions(shop: Shop, cli: Any, shop_cfg: Any) -> None:
-    from dbcli.cache import store as cache
+    from dbcli.cache.versions import open_backend
 
     def version() -> int:
-        backend = cache.open_backend(shop_cfg)
+        backend = open_backend(shop_cfg)
         try:
             return backend.versions(["postgres:products"]).get("postgres:products", 0)
         finally:

@@ -37,9 +37,9 @@ def team_dir(tmp_path: Path, schema_config_file: Path) -> Path:
 
 def test_every_builtin_report_loads_and_declares_its_sources() -> None:
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import registry
 
-    found = reports.load_all(load_config())
+    found = registry.load_all(load_config())
     names = [r.name for r in found]
     assert {"user-orders", "customers-without-orders", "products-never-sold", "category-sales",
             "payment-reconciliation", "revenue-by-category", "lapsed-customers", "top-products-per-category",
@@ -170,9 +170,9 @@ def test_a_reversed_date_range_exits_5(name: str) -> None:
     assert (result.exit_code, result.stderr) == (5, f"Error: report {name!r}: parameter 'to' (2024-02-01) is "
                                                     "before 'from' (2024-03-01)\n")
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import registry
 
-    same_day = reports.get(load_config(), name).resolve({"from": "2024-03-01", "to": "2024-03-01"})
+    same_day = registry.get(load_config(), name).resolve({"from": "2024-03-01", "to": "2024-03-01"})
     assert same_day["from"] == same_day["to"]  # checked without running it (no server is started)
 
 
@@ -186,7 +186,7 @@ def test_bad_date_and_decimal_exit_5() -> None:
 
 
 def test_parameter_types_and_relative_dates() -> None:
-    from dbcli.reports.model import Param
+    from dbcli.reports.params import Param
 
     today = dt.date(2024, 3, 10)
     assert Param("d", "date").convert("today-7d", "r", today) == dt.date(2024, 3, 3)
@@ -206,12 +206,12 @@ def test_parameter_types_and_relative_dates() -> None:
 
 def test_mongo_parameters_are_substituted_as_values_never_text() -> None:
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import mongo_runner, registry
 
-    report = reports.get(load_config(), "funnel")
+    report = registry.get(load_config(), "funnel")
     evil = '"}, {"$where": "sleep(1000)"}'
     values = report.resolve({"first": evil, "then": "buy", "from": "2024-03-01", "to": "2024-03-02"})
-    pipeline = reports.mongo_pipeline(report, values)
+    pipeline = mongo_runner.pipeline(report, values)
     assert pipeline[0] == {"$match": {"day": {"$gte": "2024-03-01", "$lte": "2024-03-02"},
                                       "type": {"$in": [evil, "buy"]}}}
 

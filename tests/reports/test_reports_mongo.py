@@ -48,10 +48,10 @@ def activity(schema_full_config_file: Path, mongo_server: Any, mongo_db: str, lo
 
 
 def run(cfg: Any, name: str, **given: str) -> tuple[list[str], list[dict[str, Any]]]:
-    from dbcli.reports import model as reports
+    from dbcli.reports import mongo_runner, registry
 
-    report = reports.get(cfg, name)
-    result = reports.run(cfg, report, report.resolve(given))
+    report = registry.get(cfg, name)
+    result = mongo_runner.run(cfg, report, report.resolve(given))
     return result.columns, result.rows
 
 

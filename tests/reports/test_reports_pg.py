@@ -69,10 +69,10 @@ def known(schema_config_file: Path, pg_server: Any, schema_db: str, load_cfg: Ca
 
 
 def rows(cfg: Any, name: str, **given: str) -> list[dict[str, Any]]:
-    from dbcli.reports import model as reports
+    from dbcli.reports import pg_runner, registry
 
-    report = reports.get(cfg, name)
-    return reports.run(cfg, report, report.resolve(given)).rows
+    report = registry.get(cfg, name)
+    return pg_runner.run(cfg, report, report.resolve(given)).rows
 
 
 def tuples(result: list[dict[str, Any]], *columns: str) -> list[tuple[Any, ...]]:
@@ -346,10 +346,10 @@ def test_demo_step_runs_three_reports_one_charted(known: Any) -> None:
     import io
 
     from dbcli.output import Output
-    from dbcli.reports import model as reports
+    from dbcli.shop.demo import reports
 
     out = Output(fmt="table", stdout=io.StringIO(), stderr=io.StringIO(), no_color=True)
-    reports.demo_step(known, out)
+    reports.step(known, out)
     said = out.stderr.getvalue()
     assert said.count("$ dbcli report run ") == 3
     assert "--chart revenue" in said

@@ -34,7 +34,7 @@ def seeded(pg_server: Any, schema_template: str, tmp_path_factory: pytest.TempPa
     import psycopg
 
     from dbcli.config.load import load_config
-    from dbcli.shop import seed
+    from dbcli.shop.seed import load as seed
 
     name = pg_server.create_database(template=schema_template)
     path = write_config(tmp_path_factory.mktemp("seeded") / "dbcli.yaml",
@@ -48,21 +48,20 @@ def seeded(pg_server: Any, schema_template: str, tmp_path_factory: pytest.TempPa
 
 def test_every_builtin_postgres_report_is_classified() -> None:
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import registry
 
-    names = {r.name for r in reports.load_all(load_config()) if r.target == "postgres"}
+    names = {r.name for r in registry.load_all(load_config()) if r.target == "postgres"}
     assert names == set(PARAMETERISED) | NOT_SELECTIVE
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERISED))
 def test_parameterised_reports_use_indexes(seeded: Path, name: str) -> None:
     from dbcli.config.load import load_config
-    from dbcli.reports import explain as report_explain
-    from dbcli.reports import model as reports
+    from dbcli.reports import explain_pg, registry
 
     cfg = load_config(str(seeded))
-    report = reports.get(cfg, name)
-    plan = report_explain.explain(cfg, report, report.resolve(PARAMETERISED[name]))
+    report = registry.get(cfg, name)
+    plan = explain_pg.explain(cfg, report, report.resolve(PARAMETERISED[name]))
     scans = [(row["node"].strip(" ->"), row["relation"]) for row in plan.rows if row["relation"]]
     assert not [s for s in scans if "Seq Scan" in s[0] and s[1] in ("orders", "order_items")], scans
     assert any("Index" in node for node, _ in scans)
@@ -73,12 +72,11 @@ def test_parameterised_reports_use_indexes(seeded: Path, name: str) -> None:
 def test_declared_sources_cover_every_table_in_the_plan(seeded: Path, name: str) -> None:
     """Cache invalidation relies on ``sources``: views are expanded by the planner, so this checks them."""
     from dbcli.config.load import load_config
-    from dbcli.reports import explain as report_explain
-    from dbcli.reports import model as reports
+    from dbcli.reports import explain_pg, registry
 
     cfg = load_config(str(seeded))
-    report = reports.get(cfg, name)
-    plan = report_explain.explain(cfg, report, report.resolve(PARAMETERISED.get(name, {})))
+    report = registry.get(cfg, name)
+    plan = explain_pg.explain(cfg, report, report.resolve(PARAMETERISED.get(name, {})))
     read = {row["relation"] for row in plan.rows if row["relation"]}  # bitmap index scans: see their heap scan
     tables = {"users", "orders", "order_items", "products", "product_categories", "categories", "payments"}
     assert (read & tables) <= set(report.sources), (read, report.sources)
@@ -122,12 +120,12 @@ def test_seeded_results_match_independent_sql(seeded: Path, pg_server: Any) -> N
     import psycopg
 
     from dbcli.config.load import load_config
-    from dbcli.reports import model as reports
+    from dbcli.reports import pg_runner, registry
 
     cfg = load_config(str(seeded))
     dsn = yaml.safe_load(seeded.read_text())["postgres"]["dsn"]
-    report = reports.get(cfg, "revenue-by-category")
-    got = reports.run(cfg, report, report.resolve({"from": "2024-01-01", "to": "2024-12-31"})).rows
+    report = registry.get(cfg, "revenue-by-category")
+    got = pg_runner.run(cfg, report, report.resolve({"from": "2024-01-01", "to": "2024-12-31"})).rows
     with psycopg.connect(dsn) as conn:
         expected = dict(conn.execute(
             "SELECT pc.category_id, sum(oi.quantity * oi.unit_price) FROM order_items oi"
@@ -139,5 +137,5 @@ def test_seeded_results_match_independent_sql(seeded: Path, pg_server: Any) -> N
         lines = conn.execute("SELECT count(*) FROM order_items JOIN orders USING (order_id) WHERE user_id = %s",
                              (user,)).fetchone()[0]
     assert {r["category_id"]: r["revenue"] for r in got} == expected
-    report = reports.get(cfg, "user-orders")
-    assert len(reports.run(cfg, report, report.resolve({"user_id": str(user)})).rows) == lines
+    report = registry.get(cfg, "user-orders")
+    assert len(pg_runner.run(cfg, report, report.resolve({"user_id": str(user)})).rows) == lines

@@ -14,8 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbcli.schema.apply import LOCK_KEY, error_line, split_statements
 from dbcli.schema.files import default_dir
+from dbcli.schema.migrations import LOCK_KEY
+from dbcli.schema.statements import error_line, split_statements
 from tests.helpers import invoke, write_config
 
 VERSIONS = ["0001", "0002", "0003", "0004"]

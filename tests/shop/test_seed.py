@@ -14,7 +14,10 @@ from psycopg import sql
 
 from dbcli.config.load import load_config
 from dbcli.output import Output
-from dbcli.shop import seed as seeding
+from dbcli.shop.demo import seed as demo_seed
+from dbcli.shop.seed import catalog, users
+from dbcli.shop.seed import load as seeding
+from dbcli.shop.seed.rows import PG_TABLES
 from tests.fix_pg import PgServer
 from tests.helpers import invoke, write_config
 
@@ -93,7 +96,7 @@ def test_seed_respects_the_domain(schema_config_file: Path, pg_server: PgServer,
     result = invoke(["seed", *SMALL, "-f", "json"])
     assert result.exit_code == 0, result.stderr
     counts = {r["name"]: r["rows"] for r in result.json()}
-    assert set(counts) == set(seeding.PG_TABLES)
+    assert set(counts) == set(PG_TABLES)
     assert (counts["users"], counts["products"], counts["orders"]) == (40, 15, 120)
     assert result.stderr.startswith("seeded ")
     dsn = pg_server.conninfo(schema_db)
@@ -309,8 +312,8 @@ def test_library_progress_callback(schema_config_file: Path) -> None:
 
 
 def test_vocabulary_needs_no_copy_escaping() -> None:
-    words: list[str] = [*seeding.FIRST, *seeding.LAST, *seeding.STREETS, *seeding.BIOS, *seeding.ADJECTIVES,
-                        *(c[0] for c in seeding.CITIES)]
+    words: list[str] = [*users.FIRST, *users.LAST, *users.STREETS, *users.BIOS, *catalog.ADJECTIVES,
+                        *(c[0] for c in users.CITIES)]
 
     def walk(tree: Any) -> None:
         for name, sub in tree.items():
@@ -320,7 +323,7 @@ def test_vocabulary_needs_no_copy_escaping() -> None:
             else:
                 words.extend(sub)
 
-    walk(seeding.CATEGORY_TREE)
+    walk(catalog.CATEGORY_TREE)
     assert not [w for w in words if any(c in w for c in "\t\n\r\\") or not w.isascii()]
 
 
@@ -330,7 +333,7 @@ def test_demo_step_applies_and_seeds_once(full_config_file: Path, pg_conninfo: s
     cfg = load_config()
     for _ in range(2):
         err = io.StringIO()
-        seeding.demo_step(cfg, Output(fmt="json", stdout=io.StringIO(), stderr=err))
+        demo_seed.step(cfg, Output(fmt="json", stdout=io.StringIO(), stderr=err))
     assert "sample data already present: not seeding again" in err.getvalue()
     assert "schema: up to date" in err.getvalue()
     assert one(pg_conninfo, "SELECT count(*) FROM orders") == 500

@@ -44,7 +44,7 @@ def record(
     import json
 
     from dbcli.errors import InvalidInputError
-    from dbcli.shop.activity import model as activity
+    from dbcli.shop.activity import record as activity
 
     st = state(ctx)
     out = st.output(fmt, quiet)
@@ -138,11 +138,11 @@ def rebuild_stats(
     Example:
         dbcli activity rebuild-stats --user 42
     """
-    from dbcli.shop.activity import stats as activity_stats
+    from dbcli.shop.activity import recompute
 
     st = state(ctx)
     out = st.output(fmt, quiet)
-    totals = activity_stats.rebuild(st.config, user)
+    totals = recompute.rebuild(st.config, user)
     out.info(f"recomputed {totals['users']} users from {totals['events']} events")
     out.record(totals)
 

@@ -53,12 +53,12 @@ def create(
     Example:
         dbcli -q backup create --tag nightly || mail -s "backup failed" ops@example.com
     """
-    from dbcli.backup import service as backup
+    from dbcli.backup import create as backup_create
 
     st = state(ctx)
     out = st.output(fmt, quiet)
     with _progress(out) as progress:
-        result = backup.create(st.config, target=target, root=_root(dir_), tag=tag, progress=progress)
+        result = backup_create.create(st.config, target=target, root=_root(dir_), tag=tag, progress=progress)
     out.record(result, title="backup")
 
 
@@ -69,12 +69,12 @@ def list_(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet:
     Example:
         dbcli backup list --format json
     """
-    from dbcli.backup import service as backup
+    from dbcli.backup import listing
     from dbcli.backup import store as backup_store
 
     st = state(ctx)
     root = _root(dir_) or backup_store.root_dir(st.config)
-    st.output(fmt, quiet).rows(backup.list_rows(root), backup.LIST_COLUMNS, title=f"backups in {root}")
+    st.output(fmt, quiet).rows(listing.list_rows(root), listing.LIST_COLUMNS, title=f"backups in {root}")
 
 
 @app.command("verify")
@@ -95,7 +95,7 @@ def verify(
     Example:
         dbcli -q backup verify --latest --restore-test
     """
-    from dbcli.backup import service as backup
+    from dbcli.backup import verify as backup_verify
 
     st = state(ctx)
     out = st.output(fmt, quiet)
@@ -104,7 +104,7 @@ def verify(
 
         raise UsageError("give a backup id or --latest, not both")
     with _progress(out) as progress:
-        result = backup.verify(st.config, root=_root(dir_), backup_id=backup_id, latest=latest,
+        result = backup_verify.verify(st.config, root=_root(dir_), backup_id=backup_id, latest=latest,
                                restore_test=restore_test, progress=progress)
     out.rows(result.checks, ["check", "subject", "ok", "detail"], title=f"verification of {result.id}")
     result.raise_if_failed()
@@ -132,7 +132,7 @@ def restore(
     Example:
         dbcli backup restore 20261129T101500Z-local-nightly --profile staging --drop
     """
-    from dbcli.backup import service as backup
+    from dbcli.backup import restore as backup_restore
     from dbcli.config.load import load_config
     from dbcli.errors import CheckFailedError
 
@@ -140,10 +140,10 @@ def restore(
     out = st.output(fmt, quiet)
     target_cfg = load_config(st.config_path, profile) if profile else st.config
     with _progress(out) as progress:
-        rows = backup.restore(st.config, target_cfg, backup_id=backup_id, root=_root(dir_), target=target,
+        rows = backup_restore.restore(st.config, target_cfg, backup_id=backup_id, root=_root(dir_), target=target,
                               drop=drop, no_owner=no_owner, progress=progress)
     out.rows(rows, ["target", "name", "expected", "restored", "ok"], title=f"restored {backup_id}")
-    bad = backup.mismatches(rows)
+    bad = backup_restore.mismatches(rows)
     if bad:
         first = bad[0]
         undone = "; the postgres restore was rolled back" if first.get("rolled_back") else ""

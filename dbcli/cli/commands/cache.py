@@ -18,12 +18,13 @@ def stats(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) ->
         dbcli cache stats --format json
     """
     from dbcli.cache import store as cache
+    from dbcli.cache.backend import CacheUnavailable
     from dbcli.errors import UnreachableError
 
     st = state(ctx)
     try:
         result = cache.stats(st.config)
-    except cache.CacheUnavailable as e:
+    except CacheUnavailable as e:
         raise UnreachableError(str(e)) from None
     st.output(fmt, quiet).record(result.as_record(), title="report cache")
 
@@ -36,11 +37,12 @@ def clear(ctx: typer.Context, quiet: QuietOpt = False) -> None:
         dbcli cache clear
     """
     from dbcli.cache import store as cache
+    from dbcli.cache.backend import CacheUnavailable
     from dbcli.errors import UnreachableError
 
     st = state(ctx)
     try:
         removed = cache.clear(st.config)
-    except cache.CacheUnavailable as e:
+    except CacheUnavailable as e:
         raise UnreachableError(str(e)) from None
     st.output(None, quiet).info(f"removed {removed} cached result{'s' if removed != 1 else ''}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -9,6 +10,8 @@ import typer
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from dbcli.encryption.fields import Encryptor
     from dbcli.output import Output
 
@@ -36,10 +39,10 @@ def list_(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) ->
     Example:
         dbcli collection list --format json
     """
-    from dbcli.mongo import documents
+    from dbcli.mongo import collections
 
     st = state(ctx)
-    st.output(fmt, quiet).rows(documents.list_collections(st.config), documents.LIST_COLUMNS)
+    st.output(fmt, quiet).rows(collections.list_collections(st.config), collections.LIST_COLUMNS)
 
 
 @app.command("insert")
@@ -61,7 +64,7 @@ def insert(
         dbcli collection insert notes --data '{"title": "hi", "at": {"$date": "2024-05-01T10:00:00Z"}}'
     """
     from dbcli.errors import UsageError
-    from dbcli.mongo import documents
+    from dbcli.mongo import documents, query
 
     st = state(ctx)
     out = st.output(fmt, quiet)
@@ -69,7 +72,7 @@ def insert(
         raise UsageError("give --data or --file, not both")
     lines: list[int] | None = None
     if data is not None:
-        value = documents.parse_json(data, "--data")
+        value = query.parse_json(data, "--data")
         docs = value if isinstance(value, list) else [value]
         if not all(isinstance(d, dict) for d in docs):
             from dbcli.errors import InvalidInputError
@@ -89,7 +92,7 @@ def insert(
                 stream.close()
         lines = [n for n, _ in records]
         docs = [d for _, d in records]
-    documents.check_name(collection)
+    query.check_name(collection)
     stored = documents.insert(st.config, collection, docs, lines=lines)
     out.rows(stored, extended=True)
     out.info(f"inserted {len(stored)} document(s) into {collection}")
@@ -114,14 +117,14 @@ def find(
     Example:
         dbcli collection find user_activities --filter '{"user_id": 42}' --sort '{"timestamp": -1}' --limit 5
     """
-    from dbcli.mongo import documents
+    from dbcli.mongo import documents, query
 
     st = state(ctx)
     out = st.output(fmt, quiet)
-    query = documents.Query(filter=documents.parse_object(filter_, "--filter") or {},
-                            projection=documents.parse_object(projection, "--projection"),
-                            sort=documents.parse_sort(sort), limit=limit, skip=skip)
-    out.rows(documents.find(st.config, collection, query, on_done=_notices(out)), extended=True)
+    asked = query.Query(filter=query.parse_object(filter_, "--filter") or {},
+                        projection=query.parse_object(projection, "--projection"),
+                        sort=query.parse_sort(sort), limit=limit, skip=skip)
+    out.rows(documents.find(st.config, collection, asked, on_done=_notices(out)), extended=True)
 
 
 @app.command("count")
@@ -132,10 +135,10 @@ def count(ctx: typer.Context, collection: CollectionArg, filter_: FilterOpt = No
     Example:
         dbcli collection count user_activities --filter '{"type": "login"}'
     """
-    from dbcli.mongo import documents
+    from dbcli.mongo import documents, query
 
     st = state(ctx)
-    n = documents.count(st.config, collection, documents.parse_object(filter_, "--filter"))
+    n = documents.count(st.config, collection, query.parse_object(filter_, "--filter"))
     st.output(fmt, quiet).record({"collection": collection, "count": n})
 
 
@@ -161,12 +164,12 @@ def update(
     Example:
         dbcli collection update user_stats --filter '{"user_id": 42}' --update '{"$inc": {"activity_count": 1}}'
     """
-    from dbcli.mongo import documents
+    from dbcli.mongo import documents, query
 
     st = state(ctx)
     out = st.output(fmt, quiet)
-    filt = documents.parse_object(filter_, "--filter")
-    upd = documents.parse_update(update_, "--update")
+    filt = query.parse_object(filter_, "--filter")
+    upd = query.parse_update(update_, "--update")
     result = documents.update(st.config, collection, filt, upd, all_docs=all_docs, upsert=upsert, one=one,
                               dry_run=dry_run)
     out.record(result.as_row("update"), extended=True)
@@ -190,11 +193,11 @@ def delete(
     Example:
         dbcli collection delete user_activities --filter '{"day": {"$lt": "2024-01-01"}}' --dry-run
     """
-    from dbcli.mongo import documents
+    from dbcli.mongo import documents, query
 
     st = state(ctx)
     out = st.output(fmt, quiet)
-    result = documents.delete(st.config, collection, documents.parse_object(filter_, "--filter"),
+    result = documents.delete(st.config, collection, query.parse_object(filter_, "--filter"),
                               all_docs=all_docs, one=one, dry_run=dry_run)
     out.record(result.as_row("delete"))
     if dry_run:
@@ -226,14 +229,14 @@ def import_(
         dbcli collection import user_activities events.jsonl --skip-invalid
     """
     from dbcli.errors import InvalidInputError
-    from dbcli.mongo import documents_io
+    from dbcli.mongo import importer
 
     st = state(ctx)
     out = st.output(fmt, quiet)
     with _progress(out, f"importing into {collection}") as progress:
-        report = documents_io.import_documents(st.config, collection, source, fmt=input_format,
-                                               batch_size=batch_size, upsert_key=upsert_key,
-                                               skip_invalid=skip_invalid, on_progress=progress)
+        report = importer.import_documents(st.config, collection, source, fmt=input_format,
+                                           batch_size=batch_size, upsert_key=upsert_key,
+                                           skip_invalid=skip_invalid, on_progress=progress)
     out.record(report.as_row())
     if report.rejected:
         if not skip_invalid:
@@ -268,30 +271,30 @@ def export(
     """
     import sys
 
-    from dbcli.mongo import documents, documents_io
+    from dbcli.mongo import exporter, query
 
     st = state(ctx)
     out = st.output(None, quiet)
-    chosen = export_format or (st.fmt if st.fmt in documents_io.EXPORT_FORMATS else "jsonl")
+    chosen = export_format or (st.fmt if st.fmt in exporter.EXPORT_FORMATS else "jsonl")
     if limit < 0:
         from dbcli.errors import InvalidInputError
 
         raise InvalidInputError("--limit must not be negative")
-    kwargs: dict[str, Any] = {"filter_doc": documents.parse_object(filter_, "--filter"), "fmt": chosen,
-                              "fields": documents.parse_fields(fields), "canonical": canonical,
-                              "sort": documents.parse_sort(sort), "limit": limit}
+    kwargs: dict[str, Any] = {"filter_doc": query.parse_object(filter_, "--filter"), "fmt": chosen,
+                              "fields": query.parse_fields(fields), "canonical": canonical,
+                              "sort": query.parse_sort(sort), "limit": limit}
     if output:
         from dbcli.fsutil import atomic_write
 
         with atomic_write(output, newline="") as fh:
-            result = documents_io.export_documents(st.config, collection, fh, **kwargs)
+            result = exporter.export_documents(st.config, collection, fh, **kwargs)
     else:
-        result = documents_io.export_documents(st.config, collection, sys.stdout, **kwargs)
+        result = exporter.export_documents(st.config, collection, sys.stdout, **kwargs)
     for message in result.notices:
         out.warn(message)
     if result.dropped_fields:
         shown = ", ".join(sorted(result.dropped_fields)[:5])
-        out.warn(f"fields absent from the first {documents_io.CSV_SAMPLE} documents were not exported: {shown} "
+        out.warn(f"fields absent from the first {exporter.CSV_SAMPLE} documents were not exported: {shown} "
                  "(name them with --fields)")
     out.info(f"exported {result.documents} document(s) from {collection}" + (f" to {output}" if output else ""))
 
@@ -316,7 +319,7 @@ def indexes(
         dbcli collection indexes user_activities --create '{"type": 1}' --name type_1
     """
     from dbcli.errors import UsageError
-    from dbcli.mongo import documents
+    from dbcli.mongo import collections
 
     st = state(ctx)
     out = st.output(fmt, quiet)
@@ -325,12 +328,12 @@ def indexes(
     if (name or unique) and not create:
         raise UsageError("--name and --unique go with --create")
     if create:
-        made = documents.create_index(st.config, collection, create, index_name=name, unique=unique)
+        made = collections.create_index(st.config, collection, create, index_name=name, unique=unique)
         out.info(f"created index {made} on {collection}")
     elif drop:
-        documents.drop_index(st.config, collection, drop)
+        collections.drop_index(st.config, collection, drop)
         out.info(f"dropped index {drop} of {collection}")
-    out.rows(documents.list_indexes(st.config, collection), documents.INDEX_COLUMNS)
+    out.rows(collections.list_indexes(st.config, collection), collections.INDEX_COLUMNS)
 
 
 def _stdin_is_tty() -> bool:
@@ -346,18 +349,19 @@ class _progress:
     """A progress counter on a TTY's stderr; a no-op callback otherwise."""
 
     def __init__(self, out: Output, label: str) -> None:
-        self.out, self.label, self._bar, self._task = out, label, None, None
+        self.out, self.label = out, label
+        self._bar: Progress | None = None
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Callable[[int], None] | None:
         if not self.out.stderr_tty or self.out.quiet:
             return None
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} docs"),
-                             TimeElapsedColumn(), console=self.out.err_console(), transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(self.label, total=None)
-        bar, task = self._bar, self._task
+        bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} docs"),
+                       TimeElapsedColumn(), console=self.out.err_console(), transient=True)
+        bar.start()
+        self._bar = bar
+        task = bar.add_task(self.label, total=None)
         return lambda n: bar.update(task, completed=n)
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ def show(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> 
     Example:
         dbcli --profile prod config show --format json
     """
-    from dbcli.config.load import effective
+    from dbcli.config.redact import effective
 
     st = state(ctx)
     out = st.output(fmt, quiet)
@@ -34,8 +34,8 @@ def check(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) ->
     Example:
         dbcli config check
     """
-    from dbcli import servers as health
     from dbcli.errors import UnreachableError
+    from dbcli.servers import health
 
     st = state(ctx)
     cfg = st.config

@@ -13,10 +13,10 @@ def demo(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> 
     Example:
         dbcli demo
     """
-    from dbcli.shop import demo as library
+    from dbcli.shop.demo import runner
 
     st = state(ctx)
-    library.run(st.config, st.output(fmt, quiet))
+    runner.run(st.config, st.output(fmt, quiet))
 
 
 def register(app: typer.Typer) -> None:

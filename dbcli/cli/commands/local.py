@@ -16,10 +16,10 @@ def status(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -
     Example:
         dbcli local status
     """
-    from dbcli import servers
+    from dbcli.servers import local
 
     st = state(ctx)
-    rows = servers.local_status(st.config)
+    rows = local.status(st.config)
     st.output(fmt, quiet).rows(rows, ["server", "state", "pid", "address", "data_dir", "version"])
 
 
@@ -30,9 +30,9 @@ def stop(ctx: typer.Context, quiet: QuietOpt = False) -> None:
     Example:
         dbcli local stop
     """
-    from dbcli import servers
+    from dbcli.servers import local
 
     st = state(ctx)
     out = st.output(None, quiet)
-    for name, stopped in servers.local_stop(st.config):
+    for name, stopped in local.stop(st.config):
         out.info(f"{name}: {'stopped' if stopped else 'was not running'}")

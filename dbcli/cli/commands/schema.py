@@ -48,12 +48,13 @@ def apply_cmd(
         dbcli schema apply --dry-run --target postgres
     """
     from dbcli.schema import apply as schema
+    from dbcli.schema.mongo_collections import VALIDATORS_NOTE
 
     st = state(ctx)
     out = st.output(fmt, quiet)
     result = schema.apply(st.config, target=target.value, dry_run=dry_run, notify=out.info)
     if result.validators_supported is False:
-        out.info(schema.VALIDATORS_NOTE)
+        out.info(VALIDATORS_NOTE)
     if dry_run:
         _render_dry_run(out, result)
         return

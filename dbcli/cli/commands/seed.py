@@ -40,7 +40,7 @@ def seed(
     Example:
         dbcli seed --users 1000 --orders 100000 --seed 1
     """
-    from dbcli.shop import seed as seeding
+    from dbcli.shop.seed import load as seeding
 
     st = state(ctx)
     out = st.output(fmt, quiet)

@@ -17,8 +17,8 @@ def ping(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> 
     Example:
         dbcli ping --format json
     """
-    from dbcli import servers as health
     from dbcli.errors import UnreachableError
+    from dbcli.servers import health
 
     st = state(ctx)
     results = health.ping_all(st.config)
@@ -39,7 +39,7 @@ def wait(
     Example:
         dbcli wait --timeout 30 && dbcli schema apply
     """
-    from dbcli import servers as health
+    from dbcli.servers import health
 
     st = state(ctx)
     out = st.output(fmt, quiet)

@@ -178,7 +178,7 @@ def insert(
         if data is not None:
             stored = gw.insert(enumerate(_data_rows(data), start=1))
         else:
-            from dbcli.postgres.copy_io import read_records
+            from dbcli.postgres.copy_import import read_records
 
             with read_records(file or "-", input_format) as (kind, records):
                 stored = gw.insert(list(records), typed=kind != "csv", csv=kind == "csv")
@@ -285,7 +285,7 @@ def import_(
     Example:
         dbcli table import products products.csv --upsert --conflict-key products_sku_key
     """
-    from dbcli.postgres.copy_io import import_file
+    from dbcli.postgres.copy_import import import_file
 
     out = state(ctx).output(fmt, quiet)
     with _unit(ctx, out) as uow, _progress(out, table) as progress:
@@ -332,7 +332,7 @@ def export(
 
     from dbcli.errors import UsageError
     from dbcli.fsutil import atomic_write
-    from dbcli.postgres.copy_io import EXPORT_FORMATS, export_table
+    from dbcli.postgres.copy_export import EXPORT_FORMATS, export_table
 
     out = state(ctx).output(None, quiet)
     fmt = (file_format or "").lower() or None

@@ -14,25 +14,26 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from dbcli.config.load import Config
 from dbcli.errors import InvalidInputError, UsageError
+from dbcli.readers import open_input
 from dbcli.shop.activity.model import (
     DEFAULT_BATCH,
     EVENTS,
-    Session,
     check_event_id,
     check_type,
     check_user_id,
     derive_event_id,
     event_doc,
-    note_write,
-    open_session,
     parse_timestamp,
-    user_refs,
 )
+from dbcli.shop.activity.session import Session, note_write, open_session
+from dbcli.shop.activity.users import user_refs
+from dbcli.shop.activity.writer import Writer
 
 FIELDS = {"user_id", "type", "timestamp", "at", "data", "event_id"}
 SHOWN_LINES = 20  # bad line numbers named in the error message
@@ -113,13 +114,11 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
 def _open(source: str) -> IO[str]:
     """A seekable text stream: the file, or stdin spooled (memory up to 32 MB, then disk)."""
     if source != "-":
-        from dbcli.readers import open_input
-
         return open_input(source)
     spool = tempfile.SpooledTemporaryFile(max_size=32 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115
     for chunk in iter(lambda: sys.stdin.read(1 << 20), ""):
         spool.write(chunk)
-    return spool  # type: ignore[return-value]
+    return spool
 
 
 def ingest(cfg: Config, source: str, *, skip_invalid: bool = False, batch_size: int = DEFAULT_BATCH,
@@ -186,10 +185,6 @@ def _validate(session: Session, stream: IO[str], result: IngestResult) -> set[in
 def _write(session: Session, stream: IO[str], result: IngestResult, refs: dict[int, dict[str, str]],
            batch_size: int, progress: Progress | None) -> None:
     """Pass 2: the valid lines, in batches; the next batch is prepared while one is being written."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from dbcli.shop.activity.writer import Writer
-
     bad = {n for n, _ in result.problems}
     total = result.read - result.invalid
     writer = Writer(session)

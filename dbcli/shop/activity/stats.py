@@ -1,39 +1,17 @@
-"""Reading activity (``stats``, ``top``) and recomputing counters and buckets from the events.
-
-``repair`` is what crash recovery runs for the users of an unfinished batch: counters recomputed
-from the events (absolute values, so running it twice changes nothing) and the events missing from
-the buckets appended. ``rebuild`` is ``activity rebuild-stats``: the same counters, and buckets
-rewritten wherever they disagree with the events (missing, extra or duplicated entries).
-"""
+"""Reading activity: one user's counters (``activity stats``) and the most active users (``activity top``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-import uuid
-from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 from dbcli.config.load import Config
 from dbcli.errors import NotFoundError, UsageError
-from dbcli.shop.activity.model import (
-    BUCKETS,
-    EVENTS,
-    JOURNAL,
-    STATS,
-    Session,
-    check_type,
-    check_user_id,
-    open_session,
-    summary,
-    type_from_key,
-    type_key,
-    validate,
-)
+from dbcli.mongo import connection as mongo
+from dbcli.shop.activity.model import EVENTS, STATS, check_type, check_user_id, type_from_key
+from dbcli.shop.activity.session import open_session
 
-CHUNK_EVENTS = 200_000  # events held in memory at once while recomputing
 STATS_COLUMNS = ["user_id", "name", "tier", "activity_count", "first_activity", "last_activity", "counts"]
 TOP_COLUMNS = ["rank", "user_id", "name", "tier", "events"]
 EVENT_FIELDS = {"_id": 1, "event_id": 1, "user_id": 1, "type": 1, "timestamp": 1, "hour": 1, "user": 1}
@@ -43,8 +21,6 @@ EVENT_FIELDS = {"_id": 1, "event_id": 1, "user_id": 1, "type": 1, "timestamp": 1
 
 def user_stats(cfg: Config, user_id: Any) -> dict[str, Any]:
     """The counters of one user (exit 6 when none were recorded)."""
-    from dbcli.mongo import connection as mongo
-
     uid = check_user_id(user_id)
     with open_session(cfg, for_write=False) as s, mongo.errors_translated():
         doc = s.db[STATS].find_one({"user_id": uid}, {"_id": 0})
@@ -76,8 +52,6 @@ def parse_day(text: str, option: str) -> str:
 def top(cfg: Config, *, since: str | None = None, until: str | None = None, kind: str | None = None,
         limit: int = 10) -> list[dict[str, Any]]:
     """Most active users: from user_stats for all time, else counted from the events of the period."""
-    from dbcli.mongo import connection as mongo
-
     if limit < 1:
         raise UsageError("--limit must be at least 1")
     first = parse_day(since, "--since") if since else None
@@ -103,167 +77,3 @@ def top(cfg: Config, *, since: str | None = None, until: str | None = None, kind
                 for d in s.db[STATS].find({"user_id": {"$in": [u for u, _ in ranked]}}, {"user_id": 1, "user": 1})}
     return [{"rank": i, "user_id": uid, "name": refs.get(uid, {}).get("name"), "tier": refs.get(uid, {}).get("tier"),
              "events": n} for i, (uid, n) in enumerate(ranked, start=1)]
-
-
-# ---- recomputing -------------------------------------------------------------------------------
-
-def expected_stats(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """user_stats documents (without _id) as the events say."""
-    out: dict[int, dict[str, Any]] = {}
-    for e in sorted(events, key=lambda e: e["_id"]):  # insertion order: the newest reference wins
-        st = out.get(e["user_id"])
-        if st is None:
-            st = out[e["user_id"]] = {"user_id": e["user_id"], "activity_count": 0, "counts": defaultdict(int),
-                                      "first_activity": e["timestamp"], "last_activity": e["timestamp"]}
-        st["activity_count"] += 1
-        st["counts"][type_key(e["type"])] += 1
-        st["first_activity"] = min(st["first_activity"], e["timestamp"])
-        st["last_activity"] = max(st["last_activity"], e["timestamp"])
-        if e.get("user") is not None:
-            st["user"] = e["user"]
-    for st in out.values():
-        st["counts"] = dict(st["counts"])
-    return out
-
-
-def expected_buckets(events: list[dict[str, Any]], cap: int) -> dict[tuple[int, str], list[list[dict[str, Any]]]]:
-    """Per (user_id, hour): the event summaries in time order, cut into buckets of ``cap``."""
-    per_pair: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
-    for e in sorted(events, key=lambda e: (e["timestamp"], e["event_id"])):
-        per_pair[(e["user_id"], e["hour"])].append(summary(e))
-    return {p: [s[i:i + cap] for i in range(0, len(s), cap)] for p, s in per_pair.items()}
-
-
-def repair(session: Session, users: list[int] | None) -> int:
-    """Counters recomputed and missing bucket entries added for ``users`` (None: everyone)."""
-    from dbcli.shop.activity.writer import BucketWriter
-
-    done = 0
-    for chunk in _user_chunks(session, users):
-        events = list(session.db[EVENTS].find({"user_id": {"$in": chunk}}, EVENT_FIELDS))
-        _write_stats(session, chunk, expected_stats(events))
-        present: set[str] = set()
-        for b in session.db[BUCKETS].find({"user_id": {"$in": chunk}}, {"events.event_id": 1}):
-            present.update(e["event_id"] for e in b.get("events") or [])
-        BucketWriter(session).add([e for e in events if e["event_id"] not in present])
-        done += len(chunk)
-    return done
-
-
-def rebuild(cfg: Config, user_id: Any = None) -> dict[str, int]:
-    """``activity rebuild-stats``: counters and buckets exactly as the events say."""
-    from dbcli.mongo import connection as mongo
-    from dbcli.shop.activity.model import note_write
-    from dbcli.shop.activity.writer import IN_FLIGHT, journal_entry, recover
-
-    users = None if user_id is None else [check_user_id(user_id)]
-    totals = {"users": 0, "events": 0, "stats_written": 0, "stats_removed": 0, "buckets_written": 0,
-              "buckets_removed": 0}
-    with open_session(cfg) as s, mongo.errors_translated():
-        recover(s)
-        # a rebuild cut short is finished by the next writer's recovery (an additive repair)
-        entry = journal_entry(f"rebuild-{uuid.uuid4().hex[:12]}", users)
-        IN_FLIGHT.add(entry["_id"])
-        try:
-            s.db[JOURNAL].insert_one(entry)
-            _rebuild_chunks(s, users, totals)
-            s.db[JOURNAL].delete_one({"_id": entry["_id"]})
-        finally:
-            IN_FLIGHT.discard(entry["_id"])
-    note_write(cfg)
-    return totals
-
-
-def _rebuild_chunks(s: Session, users: list[int] | None, totals: dict[str, int]) -> None:
-    for chunk in _user_chunks(s, users):
-        events = list(s.db[EVENTS].find({"user_id": {"$in": chunk}}, EVENT_FIELDS))
-        written, removed = _write_stats(s, chunk, expected_stats(events))
-        b_written, b_removed = _write_buckets(s, chunk, expected_buckets(events, s.cap))
-        totals["users"] += len({e["user_id"] for e in events})
-        totals["events"] += len(events)
-        totals["stats_written"] += written
-        totals["stats_removed"] += removed
-        totals["buckets_written"] += b_written
-        totals["buckets_removed"] += b_removed
-
-
-def _user_chunks(session: Session, users: list[int] | None) -> Iterator[list[int]]:
-    """Users in groups of about CHUNK_EVENTS events; with None, every user found in any collection."""
-    db = session.db
-    if users is not None:
-        yield from (users[i:i + 1000] for i in range(0, len(users), 1000))
-        return
-    sizes = {d["_id"]: d["n"] for d in db[EVENTS].aggregate([{"$group": {"_id": "$user_id", "n": {"$sum": 1}}}])}
-    for name in (STATS, BUCKETS):  # counters or buckets of users without events are removed
-        for uid in db[name].distinct("user_id"):
-            sizes.setdefault(uid, 0)
-    chunk: list[int] = []
-    held = 0
-    for uid in sorted(u for u in sizes if isinstance(u, int)):
-        chunk.append(uid)
-        held += sizes[uid]
-        if held >= CHUNK_EVENTS or len(chunk) >= 5000:
-            yield chunk
-            chunk, held = [], 0
-    if chunk:
-        yield chunk
-
-
-def _write_stats(session: Session, users: list[int], wanted: dict[int, dict[str, Any]]) -> tuple[int, int]:
-    """Replace each user's counters by ``wanted`` (keeping its _id); remove those of users without events."""
-    from pymongo import DeleteOne, InsertOne, ReplaceOne
-
-    coll = session.db[STATS]
-    existing = {d["user_id"]: d["_id"] for d in coll.find({"user_id": {"$in": users}}, {"user_id": 1})}
-    ops: list[Any] = []
-    for uid in users:
-        doc = wanted.get(uid)
-        if doc is None:
-            if uid in existing:
-                ops.append(DeleteOne({"_id": existing[uid]}))
-            continue
-        validate(session, STATS, doc, f"user_stats of user {uid}")
-        ops.append(ReplaceOne({"_id": existing[uid]}, doc) if uid in existing else InsertOne(doc))
-    session.bulk_write(coll, ops)
-    removed = sum(1 for op in ops if isinstance(op, DeleteOne))
-    return len(ops) - removed, removed
-
-
-def _write_buckets(session: Session, users: list[int],
-                   wanted: dict[tuple[int, str], list[list[dict[str, Any]]]]) -> tuple[int, int]:
-    """Rewrite the buckets of every (user, hour) whose buckets disagree with the events."""
-    coll = session.db[BUCKETS]
-    have: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
-    for b in coll.find({"user_id": {"$in": users}}, {"user_id": 1, "hour": 1, "seq": 1, "count": 1,
-                                                     "events.event_id": 1}):
-        have[(b["user_id"], b["hour"])].append(b)
-    remove: list[Any] = []
-    insert: list[dict[str, Any]] = []
-    for pair in set(have) | set(wanted):
-        chunks = wanted.get(pair, [])
-        if _bucket_layout_ok(have.get(pair, []), chunks, session.cap):
-            continue
-        remove.extend(b["_id"] for b in have.get(pair, []))
-        for seq, events in enumerate(chunks):
-            doc = {"user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(events), "events": events}
-            validate(session, BUCKETS, doc, f"bucket {pair[0]}/{pair[1]}/{seq}")
-            insert.append(doc)
-    if remove:
-        coll.delete_many({"_id": {"$in": remove}})
-    if insert:
-        coll.insert_many(insert, ordered=False)
-    return len(insert), len(remove)
-
-
-def _bucket_layout_ok(have: list[dict[str, Any]], wanted: list[list[dict[str, Any]]], cap: int) -> bool:
-    """Same events, each once, counts that match, seq 0..k-1 with every bucket but the last full."""
-    ids = [e["event_id"] for b in have for e in b.get("events") or []]
-    wanted_ids = sorted(e["event_id"] for chunk in wanted for e in chunk)
-    if sorted(ids) != wanted_ids or len(have) != math.ceil(len(wanted_ids) / cap):
-        return False
-    ordered = sorted(have, key=lambda b: b["seq"])
-    if [b["seq"] for b in ordered] != list(range(len(ordered))):
-        return False
-    if any(b["count"] != len(b.get("events") or []) for b in ordered):
-        return False
-    return all(b["count"] == cap for b in ordered[:-1])

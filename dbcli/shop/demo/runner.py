@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from dbcli.config.load import Config
-from dbcli.errors import DbcliError
+from dbcli.errors import DbcliError, UnreachableError
+from dbcli.mongo import embedded as local_mongo
 from dbcli.output import Output
+from dbcli.servers import health
+from dbcli.shop.demo import activity, backup, documents, orders, reports, seed, tables
 
-# (title, module holding ``demo_step(cfg, out)``), in the order a new user would try them
-STEPS: list[tuple[str, str]] = [
-    ("schema and sample data", "dbcli.shop.seed"),
-    ("CRUD on a table", "dbcli.postgres.tables"),
-    ("an order placed in one transaction", "dbcli.shop.orders"),
-    ("CRUD on a collection", "dbcli.mongo.documents"),
-    ("activity recording", "dbcli.shop.activity.model"),
-    ("reports", "dbcli.reports.model"),
-    ("backup and verification", "dbcli.backup.service"),
+Step = Callable[[Config, Output], None]
+
+# (title, step), in the order a new user would try them
+STEPS: list[tuple[str, Step]] = [
+    ("schema and sample data", seed.step),
+    ("CRUD on a table", tables.step),
+    ("an order placed in one transaction", orders.step),
+    ("CRUD on a collection", documents.step),
+    ("activity recording", activity.step),
+    ("reports", reports.step),
+    ("backup and verification", backup.step),
 ]
+PING_COLUMNS = ["server", "status", "version", "rtt_ms", "target"]
 
 
 def use_local_mongo_if_available(cfg: Config) -> bool:
-    """With no MongoDB configured, use a local mongod/ferretdb when one is installed."""
+    """With no MongoDB configured, use a local mongod/ferretdb when one is installed.
+
+    Only for this run: the profile is not changed, so other commands still see no MongoDB.
+    """
     if cfg.mongo.configured:
         return True
-    from dbcli.mongo import embedded as local_mongo
-
     try:
         local_mongo.find_binary(cfg)
     except DbcliError:
@@ -36,17 +43,13 @@ def use_local_mongo_if_available(cfg: Config) -> bool:
 
 
 def run(cfg: Config, out: Output) -> None:
-    from dbcli import servers as health
-
     out.info("== the servers")
     configured = cfg.mongo.configured
     mongo = use_local_mongo_if_available(cfg)
     pings = health.ping_all(cfg)
-    out.rows([p.as_row() for p in pings], ["server", "status", "version", "rtt_ms", "target"])
+    out.rows([p.as_row() for p in pings], PING_COLUMNS)
     down = [p for p in pings if p.status != "ok"]
     if down:
-        from dbcli.errors import UnreachableError
-
         raise UnreachableError(f"{down[0].server} is unreachable: {down[0].error}")
     if cfg.postgres.embedded:
         out.info(f"PostgreSQL data: {cfg.postgres.data_dir} (left running; `dbcli local stop` stops it)")
@@ -58,9 +61,8 @@ def run(cfg: Config, out: Output) -> None:
             out.info("  (found and used by the demo only: set mongo.embedded: true for other commands to use it)")
     elif not mongo:
         out.info("no MongoDB-wire server found (mongod or ferretdb): the MongoDB steps are skipped")
-    for title, module_name in STEPS:
-        module = importlib.import_module(module_name)
+    for title, step in STEPS:
         out.info(f"\n== {title}")
-        module.demo_step(cfg, out)
+        step(cfg, out)
     out.info(f"\ndone. Configuration: {cfg.source or 'built-in profile ' + cfg.profile}; "
              f"data under {Path(cfg.postgres.data_dir).parent}")

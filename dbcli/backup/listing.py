@@ -1,0 +1,58 @@
+"""``backup list``: one row per backup in the directory, from its manifest and last verification."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from dbcli.backup import store as backup_store
+from dbcli.backup.store import Clock, iso, utc_now
+
+LIST_COLUMNS = ["id", "time", "targets", "size", "age", "status", "verified"]
+
+
+def list_rows(root: Path, clock: Clock = utc_now) -> list[dict[str, Any]]:
+    now = clock()
+    rows = []
+    for b in backup_store.list_backups(root):
+        m = b.manifest or {}
+        files = m.get("files") or {}
+        rows.append({
+            "id": b.id,
+            "time": iso(b.time) if b.time else None,
+            "targets": ",".join(m.get("targets") or []) or None,
+            "size": human_size(sum(f.get("size", 0) for f in files.values())) if b.manifest else None,
+            "age": human_age(now - b.time) if b.time else None,
+            "status": b.status if b.manifest else f"invalid: {b.problem}",
+            "verified": _verified_text(b.verification),
+        })
+    return rows
+
+
+def _verified_text(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "never"
+    text = ("ok" if v.get("ok") else "FAILED") + f" {v.get('verified_at', '?')}"
+    if v.get("restore_test"):
+        text += " (restore-test)"
+    if not v.get("ok") and v.get("problems"):
+        text += f": {v['problems'][0]}"
+    return text
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_age(delta: dt.timedelta) -> str:
+    secs = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"

@@ -1,0 +1,250 @@
+"""PostgreSQL backups: pg_dump -Fc in an exported snapshot, its rows counted in that snapshot.
+
+- Row counts are taken in the transaction that exported the snapshot pg_dump uses (``--snapshot``),
+  so they are exactly the rows in the dump, and they run while pg_dump works (no extra wall time).
+  That transaction is a psql session, not a psycopg connection (see psql_session).
+- pg_dump writes straight into the backup file (its stdout is the file); only when encrypting does
+  its output pass through this process, which still checks pg_dump's exit status and stderr.
+- The finished archive is checked (pg_archive) and hashed before the manifest records it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from dbcli.backup import crypto as backup_crypto
+from dbcli.backup import stages
+from dbcli.backup.pg_archive import check_archive
+from dbcli.backup.pg_tools import check_version, find_tools, libpq_connection, tool_failure, tool_version
+from dbcli.backup.psql_session import PsqlSession
+from dbcli.backup.stages import Progress
+from dbcli.backup.store import open_private, sha256_file
+from dbcli.child_process import wait_exited
+from dbcli.config.load import Config
+from dbcli.errors import CheckFailedError
+from dbcli.postgres.params import conn_params
+
+# a custom-format archive of even one empty table is far larger: smaller output is not a dump
+MIN_DUMP_BYTES = 200
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind: 'r' table, 'p' partitioned table (its rows live in partitions)
+    rows: int
+    oid: int  # pg_class.oid: the archive's TABLE DATA entry carries it whatever the name's encoding
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "table": self.name, "kind": self.kind, "rows": self.rows, "oid": self.oid}
+
+
+@dataclass
+class DumpResult:
+    database: str
+    server_version: str
+    pg_dump_version: str
+    file: Path
+    tables: list[Table]
+    sha256: str  # of ``file``, computed while the archive was being checked
+    large_objects: bool
+
+
+# the tables pg_dump dumps data for: user tables, not extension members
+_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p')
+     AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                     AND d.objid = c.oid AND d.deptype = 'e')"""
+
+# one line: the server, the snapshot pg_dump will dump, and the tables it holds. The counts run
+# beside pg_dump, so they should take as little CPU from it as they can: a parallel count takes two
+# more server processes (on 2 cores a 2M-row count costs 0.7 s of CPU in parallel, 0.3 s alone)
+# for a result nobody waits on, and JIT-compiling a count(*) costs more than it saves. Set through
+# pg_settings: a server older than 11 (jit) or 9.6 (parallel query) has not got them
+_OPEN = """BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+SELECT json_build_object(
+  'tuned', (SELECT count(set_config(name, CASE name WHEN 'jit' THEN 'off' ELSE '0' END, false))
+            FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')),
+  'num', current_setting('server_version_num')::int, 'version', current_setting('server_version'),
+  'database', current_database(), 'snapshot', pg_export_snapshot(),
+  'tables', (SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname, c.relkind::text, c.oid,
+    (SELECT i.inhparent FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+      WHERE i.inhrelid = c.oid AND pc.relkind = 'p')) ORDER BY n.nspname, c.relname), '[]') """ + _TABLES + "));"
+
+# a line per plain table, in the same snapshot: the count statements are built by the server from
+# the catalog (format's %I quotes the names) and run by psql's \gexec. ONLY: the rows the table's
+# own TABLE DATA holds (COPY TO leaves out inheritance children); a partitioned table is not
+# scanned again, its count is the sum of its partitions'
+_COUNT = """SELECT format('SELECT json_build_array(%L, %L, count(*)) FROM ONLY %I.%I',
+                    n.nspname, c.relname, n.nspname, c.relname) """ + _TABLES + """
+   AND c.relkind = 'r' ORDER BY n.nspname, c.relname \\gexec"""
+
+
+def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
+         progress: Progress) -> DumpResult:
+    """pg_dump -Fc the profile's database into ``dest_dir/<db>.dump`` and count its rows in the same snapshot."""
+    tools = find_tools(cfg)
+    timeout = cfg.postgres.statement_timeout
+    variables = {"dbcli_statement_timeout": f"{int(timeout * 1000)}ms"} if timeout else {}
+    with (libpq_connection(conn_params(cfg)) as (env, conn_arg),
+          PsqlSession(tools.psql, env, cfg, conn_arg, variables) as session):
+        # psql, not psycopg: pg_dump can start as soon as the snapshot exists (see psql_session)
+        opened = session.send(("SET statement_timeout = :'dbcli_statement_timeout';\n" if timeout else "")
+                              + _OPEN)
+        version = tool_version(tools.pg_dump)  # while psql connects
+        (server,) = session.rows(opened)
+        check_version(tools.pg_dump, version, int(server["num"]) // 10000)
+        database = str(server["database"])
+        tables = [_Listed(str(s), str(n), str(k), int(oid), None if parent is None else int(parent))
+                  for s, n, k, oid, parent in server["tables"]]
+        if not tables:
+            raise CheckFailedError(f"postgres database {database} has no tables: refusing to write an empty backup")
+        dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
+                           + (backup_crypto.SUFFIX if key else ""))
+        args = [str(tools.pg_dump), "--format=custom", f"--compress={compression}",
+                f"--snapshot={server['snapshot']}", "--no-password", conn_arg]
+        progress(f"postgres: dumping {database} with pg_dump {version[0]}")
+        with open_private(dest) as out, tempfile.TemporaryFile() as err:
+            digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
+            try:
+                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if key else out,
+                                        stderr=err, env=env)
+            except BaseException:
+                digest.cancel()
+                raise
+            pump: _Pump | None = None
+            try:
+                if key:
+                    pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
+                # counted while pg_dump works: the same rows, no extra wall time
+                counted = _with_partition_totals(tables, {(s, n): int(rows) for s, n, rows in session.query(_COUNT)})
+                stages.reached("pg_dump")
+                code = _wait(proc, dest, f"postgres: dumping {database}", progress)
+                if pump:
+                    pump.join()
+                # the file is complete: hash it while it is synced and its table of contents checked
+                digest.complete()
+            except BaseException:
+                digest.cancel()
+                proc.kill()
+                proc.wait()
+                if pump:
+                    pump.join()
+                raise
+            out.flush()
+            os.fsync(out.fileno())
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+    if pump and pump.error:
+        raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
+    if code != 0:
+        raise tool_failure("pg_dump", code, stderr)
+    size = dest.stat().st_size
+    if size < MIN_DUMP_BYTES:
+        raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
+    progress("postgres: checking the archive")
+    large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
+    return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
+                      file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
+
+
+@dataclass
+class _Listed:
+    schema: str
+    name: str
+    kind: str
+    oid: int
+    partition_of: int | None  # the partitioned table's oid, for a partition
+
+
+def _with_partition_totals(tables: list[_Listed], own: dict[tuple[str, str], int]) -> list[Table]:
+    """Each plain table's own rows; a partitioned table's: the sum of its partitions' (recursively)."""
+    partitions: dict[int, list[_Listed]] = {}
+    for t in tables:
+        if t.partition_of is not None:
+            partitions.setdefault(t.partition_of, []).append(t)
+
+    def rows(t: _Listed) -> int:
+        return own[(t.schema, t.name)] if t.kind == "r" else sum(map(rows, partitions.get(t.oid, [])))
+
+    return [Table(t.schema, t.name, t.kind, rows(t), t.oid) for t in tables]
+
+
+def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
+    """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
+    while (code := wait_exited(proc, 0.5)) is None:
+        with suppress(OSError):
+            progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
+    return code
+
+
+class _FileDigest(threading.Thread):
+    """SHA-256 of a file once it is complete (hashlib releases the GIL).
+
+    The thread starts with pg_dump and hashes when ``complete()`` says the file is written, while
+    the main thread syncs the file and checks its table of contents; ``result()`` waits for the digest.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.digest: str | None = None
+        self.error: OSError | None = None
+        self._go = threading.Event()
+        self._cancelled = False
+        self.start()
+
+    def complete(self) -> None:
+        self._go.set()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._go.set()
+
+    def run(self) -> None:
+        self._go.wait()
+        if self._cancelled:
+            return
+        try:
+            self.digest = sha256_file(self.path)
+        except OSError as e:
+            self.error = e
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.digest is not None
+        return self.digest
+
+
+class _Pump(threading.Thread):
+    """Copies pg_dump's stdout through the encrypting writer (only used when encrypting)."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes], key: bytes) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sink, self.key = source, sink, key
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            writer = backup_crypto.EncryptingWriter(self.sink, self.key)
+            while block := self.source.read(backup_crypto.CHUNK_SIZE):
+                writer.write(block)
+            writer.close()
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+        finally:
+            with suppress(OSError):
+                self.source.close()  # on error, pg_dump then fails on the closed pipe instead of hanging

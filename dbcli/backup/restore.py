@@ -1,0 +1,103 @@
+"""``backup restore``: a backup back into a profile's servers, checked before and counted after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dbcli.backup import crypto as backup_crypto
+from dbcli.backup import mongo as backup_mongo
+from dbcli.backup import pg_restore
+from dbcli.backup import store as backup_store
+from dbcli.backup.create import TARGETS
+from dbcli.backup.pg_restore_sql import target_has_tables
+from dbcli.backup.stages import Progress, quiet
+from dbcli.backup.verify import Verification, check_files, size_problem
+from dbcli.config.load import Config
+from dbcli.errors import CheckFailedError, ConflictError, NotFoundError, UsageError
+from dbcli.postgres import connection as postgres
+
+
+def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | None = None,
+            target: str = "all", drop: bool = False, no_owner: bool = False,
+            progress: Progress = quiet) -> list[dict[str, Any]]:
+    """Restore a backup into ``target_cfg``'s servers; rows of expected and restored counts.
+
+    Refuses a non-empty target without ``drop`` (exit 7) and a damaged backup (exit 8); the caller
+    turns a count mismatch into exit 8 (see ``mismatches``).
+    """
+    root = root or backup_store.root_dir(source_cfg)
+    info = backup_store.find_backup(root, backup_id)
+    if info.manifest is None:
+        raise CheckFailedError(f"backup {info.id} is damaged: {info.problem}")
+    manifest = info.manifest
+    if manifest.get("status") != "ok":
+        raise CheckFailedError(f"backup {info.id} is not complete (status {manifest.get('status')})")
+    parts = [t for t in ("postgres", "mongo") if manifest.get(t)]
+    if target != "all":
+        if target not in TARGETS:
+            raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+        if target not in parts:
+            raise NotFoundError(f"backup {info.id} has no {target} dump")
+        parts = [target]
+    key = backup_crypto.manifest_key(source_cfg, manifest)
+    progress(f"checking {info.id} before restoring")
+    check = Verification(info.id)
+    wanted = set()
+    for c in (manifest.get("mongo") or {}).get("collections", []) if "mongo" in parts else []:
+        wanted |= {c["bson_file"], c["metadata_file"]}
+    check_files(info.path, {k: v for k, v in manifest["files"].items() if k in wanted}, check, strays=False)
+    if "postgres" in parts:
+        # the dump's size now; its checksum while pg_restore reads it, before anything is committed
+        dump = manifest["postgres"]["file"]
+        wrong = size_problem(info.path / dump, manifest["files"][dump])
+        if wrong:
+            check.add("checksum", dump, False, wrong)
+    if check.problems:
+        raise CheckFailedError(f"backup {info.id} is damaged: {check.problems[0]}")
+    # refuse before changing anything, whichever target is not empty (PostgreSQL checks again
+    # inside its restore transaction, which is enough when it is the only target)
+    if not drop:
+        if "postgres" in parts and "mongo" in parts:
+            with postgres.connect(target_cfg, autocommit=True) as conn, postgres.errors_translated(target_cfg):
+                if target_has_tables(conn):
+                    db = conn.info.dbname
+                    raise ConflictError(f"postgres database {db} is not empty",
+                                        hint="use --drop to replace its objects")
+        if "mongo" in parts and backup_mongo.target_collections(target_cfg):
+            raise ConflictError(f"mongo database {target_cfg.mongo.database} is not empty",
+                                hint="use --drop to replace the backed-up collections")
+    rows: list[dict[str, Any]] = []
+    try:
+        if "postgres" in parts:
+            pg = manifest["postgres"]
+            try:
+                done = pg_restore.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
+                                         tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
+                                         large_objects=pg.get("large_objects"), no_owner=no_owner,
+                                         own_rows=pg.get("row_counts") == "own", progress=progress)
+            except pg_restore.DamagedArchive as e:
+                raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
+                                       hint="nothing was restored") from None
+            rows += [{"target": "postgres", "name": f"{r['schema']}.{r['table']}", "expected": r["expected"],
+                      "restored": r["actual"], "rolled_back": not done.committed} for r in done.counts]
+            if not done.committed:
+                return _checked(rows)  # the database is as it was: the mongo part is not started either
+        if "mongo" in parts:
+            mg = manifest["mongo"]
+            backup_mongo.restore(target_cfg, info.path, mg["collections"], key=key, drop=drop, progress=progress)
+            rows += [{"target": "mongo", "name": r["collection"], "expected": r["expected"],
+                      "restored": r["actual"]} for r in backup_mongo.restored_counts(target_cfg, mg["collections"])]
+    except backup_crypto.DecryptError as e:
+        raise CheckFailedError(f"backup {info.id}: {e}") from None
+    return _checked(rows)
+
+
+def _checked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in rows:
+        r["ok"] = r["expected"] == r["restored"]
+    return rows
+
+
+def mismatches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if not r["ok"]]

@@ -1,0 +1,29 @@
+"""Where dbcli keeps its files: the XDG config, data and cache homes, and per-profile data dirs."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+
+def xdg(name: str, fallback: str) -> Path:
+    """``$name``, else ``~/fallback`` (an empty variable counts as unset, as the XDG spec says)."""
+    return Path(os.environ.get(name) or Path.home() / fallback)
+
+
+def config_home() -> Path:
+    return xdg("XDG_CONFIG_HOME", ".config") / "dbcli"
+
+
+def data_home() -> Path:
+    return xdg("XDG_DATA_HOME", ".local/share") / "dbcli"
+
+
+def cache_home() -> Path:
+    return xdg("XDG_CACHE_HOME", ".cache") / "dbcli"
+
+
+def profile_data_dir(profile: str) -> Path:
+    """``<data home>/<profile>``, the profile name made safe for a file name."""
+    return data_home() / re.sub(r"[^A-Za-z0-9_.-]", "_", profile)

@@ -1,0 +1,156 @@
+"""What every import does around its COPY: the target (the table, or a staging table for an
+upsert), the merge of an upsert, the identity sequences, and the server's errors placed back on
+the source line through the COPY row number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from dbcli.errors import DbcliError, InvalidInputError
+from dbcli.postgres.catalog import Table, unique_keys, unknown_message
+from dbcli.postgres.errors import translate
+from dbcli.postgres.tables import TableGateway, bump_sequences
+
+
+class LineNumbers(Protocol):
+    """COPY row number (0-based) -> the source line it came from."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int) -> int: ...
+
+
+_COPY_CONTEXT = re.compile(r"COPY [^\n]*?, line (?P<line>\d+)(?:, column (?P<column>[^:]+))?")
+
+
+@dataclass
+class ImportResult:
+    table: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def as_row(self) -> dict[str, Any]:
+        return {"table": self.table, "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
+                "unchanged": self.unchanged}
+
+
+class Load:
+    """What every import does around its COPY: target (the table or a staging table), merge, sequences."""
+
+    def __init__(self, gw: TableGateway, names: list[str], upsert: bool, conflict_key: str | None,
+                 lines: LineNumbers) -> None:
+        """``lines``: filled by the caller as it sends rows, to place the server's errors on their source line."""
+        gw.check_writable(names)
+        self.gw, self.names = gw, names
+        self.key = _conflict_target(gw, names, conflict_key) if upsert else None
+        self.cur = gw.conn.cursor()
+        self.target: sql.Composable = gw.table.ident()
+        if self.key is not None:
+            self.target = sql.Identifier("dbcli_import_stage")
+            self.cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.target))
+            self.cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                self.target, idents(names), gw.table.ident()))
+        self.lines = lines
+
+    def copy_statement(self, options: sql.Composable | None = None) -> sql.Composed:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(self.target, idents(self.names))
+        return statement + sql.SQL(" ({})").format(options) if options is not None else statement
+
+    def finish(self) -> ImportResult:
+        gw, table = self.gw, self.gw.table
+        result = ImportResult(table=table.display, rows=len(self.lines))
+        if self.key is None:
+            result.inserted = result.rows
+        else:
+            result.inserted, result.updated = _merge(gw, self.cur, self.target, self.names, self.key)
+            result.unchanged = result.rows - result.inserted - result.updated
+        identity = [n for n in self.names if table.columns[n].identity]
+        if identity:
+            bump_sequences(gw.conn, table, identity)
+        gw.wrote = gw.wrote or result.inserted + result.updated > 0
+        return result
+
+
+def placed_error(err: DbcliError, e: Exception, lines: LineNumbers, label: str, table: Table) -> DbcliError:
+    """The server's error with the COPY row number turned back into the source line."""
+    diag = getattr(e, "diag", None)
+    m = _COPY_CONTEXT.search(getattr(diag, "context", None) or "")
+    if not m or not 0 < int(m["line"]) <= len(lines):
+        return err
+    where = f"{label} {lines[int(m['line']) - 1]}"
+    column = (m["column"] or "").strip() or getattr(diag, "column_name", None)
+    if column and column in table.columns:
+        where += f", column {column}"
+    message = getattr(diag, "message_primary", None) or err.message
+    return type(err)(f"{where}: {message}", hint=err.hint, sqlstate=err.sqlstate)
+
+
+@dataclass(frozen=True)
+class _Key:
+    columns: tuple[str, ...]
+    constraint: str | None  # ON CONFLICT ON CONSTRAINT name, else ON CONFLICT (columns)
+
+
+def _conflict_target(gw: TableGateway, names: list[str], conflict_key: str | None) -> _Key:
+    table = gw.table
+    if conflict_key is None:
+        if not table.primary_key:
+            raise InvalidInputError(f"{table.display} has no primary key: give --conflict-key")
+        key = _Key(tuple(table.primary_key), None)
+    else:
+        keys = unique_keys(gw.conn, table)
+        by_name = {k.name: k for k in keys}
+        wanted = tuple(c.strip() for c in conflict_key.split(","))
+        found = by_name.get(conflict_key) or next((k for k in keys if set(k.columns) == set(wanted)
+                                                   and not k.partial and not k.has_expression), None)
+        if found is None:
+            raise InvalidInputError(unknown_message("unique key", conflict_key, by_name, of=table.display))
+        if found.partial or found.has_expression:
+            raise InvalidInputError(f"unique index {found.name} is partial or on an expression: "
+                                    "ON CONFLICT cannot target it by name (use a unique constraint)")
+        key = _Key(found.columns, found.name if found.is_constraint else None)
+    missing = [c for c in key.columns if c not in names]
+    if missing:
+        raise InvalidInputError(f"--upsert needs the key column(s) {', '.join(missing)} in the input")
+    return key
+
+
+def _merge(gw: TableGateway, cur: psycopg.Cursor[Any], stage: sql.Composable, names: list[str],
+           key: _Key) -> tuple[int, int]:
+    """INSERT ... SELECT from the staging table ON CONFLICT DO UPDATE; returns (inserted, updated)."""
+    table = gw.table
+    override = any(table.columns[n].identity == "a" for n in names)
+    settable = [n for n in names if n not in key.columns and table.columns[n].identity != "a"]
+    target = (sql.SQL("ON CONSTRAINT {}").format(sql.Identifier(key.constraint)) if key.constraint
+              else sql.SQL("({})").format(idents(key.columns)))
+    action = (sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in settable)
+        if settable else sql.SQL("DO NOTHING"))
+    query = sql.SQL(
+        "WITH merged AS (INSERT INTO {table} ({cols}) {override}SELECT {cols} FROM {stage} ON CONFLICT {target} "
+        "{action} RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged").format(
+            table=table.ident(), cols=idents(names), stage=stage, target=target, action=action,
+            override=sql.SQL("OVERRIDING SYSTEM VALUE " if override else ""))
+    try:
+        row = cur.execute(query).fetchone()
+    except psycopg.errors.CardinalityViolation as e:
+        raise InvalidInputError("the input has two rows with the same key: an upsert can change a row only "
+                                "once", sqlstate=e.sqlstate) from e
+    except psycopg.Error as e:
+        raise translate(e) from e
+    inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
+    return inserted, updated
+
+
+def idents(names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, names))

@@ -1,0 +1,122 @@
+"""A connection to the activity collections: the schema in place, client-side validation, encryption."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ReadPreference
+
+from dbcli.cache.store import note_write as cache_note_write
+from dbcli.config.load import Config
+from dbcli.encryption.fields import Encryptor
+from dbcli.errors import ConfigError, InvalidInputError
+from dbcli.mongo import connection as mongo
+from dbcli.mongo import validation as mongo_schema
+from dbcli.mongo.json_schema import Problem, checker
+from dbcli.schema.files import CollectionSpec, collection_specs
+from dbcli.shop.activity.model import COLLECTIONS, EVENTS, PLAIN_FIELDS
+
+
+@dataclass
+class Session:
+    cfg: Config
+    client: Any
+    db: Any
+    checkers: dict[str, Problem]
+    encryptor: Encryptor | None
+    cap: int
+    # most write statements per update command: FerretDB v1.24 never answers an update command
+    # holding 100 or more (measured), so against it the writes go in groups of 50
+    update_chunk: int = 100_000
+    # the bucket writes' overflow guard (count <= cap - k in the filter); see BucketWriter
+    guard_buckets: bool = True
+
+    def bulk_write(self, coll: Any, ops: list[Any]) -> int:
+        """Unordered bulk write in groups of ``update_chunk``; returns the matched count."""
+        matched = 0
+        for i in range(0, len(ops), self.update_chunk):
+            matched += coll.bulk_write(ops[i:i + self.update_chunk], ordered=False).matched_count
+        return matched
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(cfg: Config, *, for_write: bool = True) -> Session:
+    """A connection; for writing, with the collections and indexes in place (created when missing).
+
+    Reading sessions (``stats``, ``top``) follow ``mongo.read_preference``, so they may read a
+    secondary and lag behind the latest writes.
+    """
+    if for_write and str(cfg.mongo.write_concern) == "0":
+        raise ConfigError("activity writes need acknowledged writes: mongo.write_concern 0 cannot tell "
+                          "a duplicate event from a new one", hint="use 1 or majority")
+    cap = cfg.activity.bucket_size  # 1..200, checked when the config was loaded
+    specs = {name: spec for name, spec in collection_specs(cfg).items() if name in COLLECTIONS}
+    if for_write:
+        _check_specs(specs)
+    client = mongo.client(cfg)
+    try:
+        with mongo.errors_translated():
+            db = mongo.database(cfg, client)
+            if for_write:
+                # the writer reads state it then modifies (bucket fill levels, counter documents):
+                # that must be the primary's current state, whatever mongo.read_preference says
+                db = db.with_options(read_preference=ReadPreference.PRIMARY)
+                _ensure_schema(db, specs)
+            ferret = for_write and mongo.is_ferretdb(client)
+        enc = _encryptor(cfg) if for_write else None
+    except BaseException:
+        client.close()
+        raise
+    return Session(cfg, client, db, {name: checker(spec) for name, spec in specs.items()}, enc, cap,
+                   update_chunk=50 if ferret else 100_000, guard_buckets=not ferret)
+
+
+def _check_specs(specs: dict[str, CollectionSpec]) -> None:
+    """Exactly-once rests on the unique event_id index: refuse a schema directory without it."""
+    missing = [name for name in COLLECTIONS if name not in specs]
+    if missing:
+        raise ConfigError(f"the schema directory declares no {missing[0]} collection", hint="see schemas/mongo")
+    if not any(ix.unique and [k for k, _ in ix.keys] == ["event_id"] for ix in specs[EVENTS].indexes):
+        raise ConfigError(f"the {EVENTS} collection spec declares no unique index on event_id",
+                          hint="exactly-once ingest needs it; see schemas/mongo/user_activities.json")
+
+
+def _ensure_schema(db: Any, specs: dict[str, CollectionSpec]) -> None:
+    # status() is a few reads; apply() only when something is missing (it also tries validators)
+    if any(row["state"] != "present" for row in mongo_schema.status(db, specs)):
+        mongo_schema.apply(db, specs)
+
+
+def _encryptor(cfg: Config) -> Encryptor | None:
+    if not cfg.encryption.fields.get(EVENTS):
+        return None
+    enc = Encryptor.from_config(cfg)
+    if enc is None or not enc.fields_for(EVENTS):
+        return None
+    # data itself must stay an object (the schema says so); fields under it may be encrypted
+    clash = sorted(f for f in enc.fields_for(EVENTS) if f.split(".")[0] in PLAIN_FIELDS | {"user"} or f == "data")
+    if clash:
+        raise ConfigError(f"encryption.fields.{EVENTS} cannot include {clash[0]}: activity counters "
+                          "and reports need it in clear", hint="encrypt fields under data instead")
+    return enc
+
+
+def validate(session: Session, collection: str, doc: dict[str, Any], where: str) -> None:
+    check = session.checkers.get(collection)
+    problem = check(doc) if check else None
+    if problem:
+        raise InvalidInputError(f"{where} violates the {collection} schema: {problem}")
+
+
+def note_write(cfg: Config) -> None:
+    """Tell the report cache that the activity collections changed."""
+    cache_note_write(cfg, [f"mongo:{name}" for name in COLLECTIONS])
