@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
-from dbcli.config.load import Config, load_config
-from dbcli.config.model import MAX_BUCKET_SIZE
+from dbcli.config.load import load_config
+from dbcli.config.model import MAX_BUCKET_SIZE, Config
 from dbcli.postgres import embedded as local_pg
 from dbcli.schema import apply as schema
 from dbcli.shop.activity.model import COLLECTIONS

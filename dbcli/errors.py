@@ -18,8 +18,11 @@ class ExitCode(IntEnum):
     NOT_FOUND = 6
     CONFLICT = 7
     CHECK_FAILED = 8
+    NOT_WRITABLE = 73  # sysexits' EX_CANTCREAT
+    WRITE_FAILED = 74  # sysexits' EX_IOERR
     LOCKED = 75
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away before the output ended
 
 
 class DbcliError(Exception):
@@ -67,6 +70,18 @@ class ConflictError(DbcliError):
 
 class CheckFailedError(DbcliError):
     exit_code = ExitCode.CHECK_FAILED
+
+
+class NotWritableError(DbcliError):
+    """A file or directory cannot be created: permission denied, read-only file system."""
+
+    exit_code = ExitCode.NOT_WRITABLE
+
+
+class WriteFailedError(DbcliError):
+    """Writing a file failed part way: no space left, quota, file size limit, I/O error."""
+
+    exit_code = ExitCode.WRITE_FAILED
 
 
 class LockedError(DbcliError):

@@ -21,6 +21,8 @@ from decimal import Decimal
 from typing import IO, Any
 
 from dbcli.errors import UsageError
+from dbcli.stdout import STDOUT
+from dbcli.terminal_table import draw_table
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -44,12 +46,18 @@ def _isatty(stream: IO[str]) -> bool:
 
 # ---- JSON --------------------------------------------------------------------------------------
 
+# The one JSON form of every command's output (and of PostgreSQL's row_to_json, which table export
+# passes through): compact, no space after ',' or ':'
+JSON_SEPARATORS = (",", ":")
+
+
 def to_json(value: Any, *, extended: bool = False) -> str:
     """Serialise one value; ``extended`` renders BSON types as relaxed Extended JSON."""
     if extended:
         from bson import json_util
 
-        return json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False)
+        return json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False,
+                               separators=JSON_SEPARATORS)
     try:
         text = _ENCODER.encode(value)
     except ValueError:  # NaN or Infinity: no JSON number form
@@ -71,7 +79,7 @@ def _default(v: Any) -> Any:
 
 
 # PostgreSQL text cannot contain NUL, so the marker cannot collide with real data
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=JSON_SEPARATORS, allow_nan=False, default=_default)
 _DECIMAL_MARK = re.compile(r'"\\u0000D([-+0-9.Ee]+)\\u0000"')
 
 
@@ -162,7 +170,8 @@ class Output:
 
     def __init__(self, *, fmt: str | None = None, quiet: bool = False, no_color: bool | None = None,
                  stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
-        self.stdout = stdout or sys.stdout
+        self.stdout: IO[str] = stdout or STDOUT  # type: ignore[assignment]
+        self._watched = stdout is None  # the process's stdout: its reader can go away
         self.stderr = stderr or sys.stderr
         self.fmt = resolve_format(fmt, self.stdout)
         self.quiet = quiet
@@ -198,16 +207,30 @@ class Output:
     def warn(self, message: str) -> None:
         print(f"Warning: {message}", file=self.stderr, flush=True)
 
+    def cut_off(self) -> bool:
+        """Whether the reader of stdout went away: writers stop pulling rows."""
+        return self._watched and STDOUT.gone
+
     # -- data (stdout)
     def rows(self, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
-             title: str | None = None, extended: bool = False) -> int:
-        """Print rows in the chosen format, streaming where the format allows; returns the count."""
+             title: str | None = None, extended: bool = False, nulls: bool = True) -> int:
+        """Print rows in the chosen format, streaming where the format allows; returns the count.
+
+        ``nulls``: a table shows a missing value as a dim ``null`` (database rows, where NULL and
+        '' differ); False leaves the cell empty (status listings)."""
         if self.quiet:
             return sum(1 for _ in rows)
         if self.fmt == "table":
-            return self._table(list(rows), columns, title)
+            return self._table(list(rows), columns, title, nulls)
         writer = {"json": self._json_array, "jsonl": self._jsonl, "csv": self._csv}[self.fmt]
-        return writer(iter(rows), columns, extended)
+        source = iter(rows)
+        count = writer(source, columns, extended)
+        if self.cut_off():
+            # the reader went away: end the row source now (a server-side cursor, a transaction)
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        return count
 
     def record(self, data: Mapping[str, Any], *, title: str | None = None, extended: bool = False) -> None:
         """Print one object: key/value table on a TTY, a JSON object otherwise."""
@@ -221,19 +244,14 @@ class Output:
             self._csv(iter([data]), list(data), extended)
         self.stdout.flush()
 
-    def _table(self, rows: list[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None) -> int:
-        from rich.table import Table
-
+    def _table(self, rows: list[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None,
+               nulls: bool = True) -> int:
         cols = list(columns) if columns is not None else columns_of(rows)
-        table = Table(title=title, show_lines=False, header_style="bold")
-        for col in cols:
-            numeric = bool(rows) and all(isinstance(r.get(col), int | float | Decimal) or r.get(col) is None
-                                         for r in rows[:50])
-            table.add_column(col, justify="right" if numeric else "left", overflow="fold")
-        for r in rows:
-            table.add_row(*[_markup_safe(cell_text(r.get(c))) if r.get(c) is not None else "[dim]null[/dim]"
-                            for c in cols])
-        self.console().print(table)
+        numeric = [bool(rows) and all(isinstance(r.get(c), int | float | Decimal) or r.get(c) is None
+                                      for r in rows[:50]) for c in cols]
+        cells = [[cell_text(r.get(c)) if r.get(c) is not None else None for c in cols] for r in rows]
+        draw_table(self.console(), cols, cells, numeric=numeric, title=title,
+                   null="[dim]null[/dim]" if nulls else "")
         if not rows:
             self.info("(no rows)")
         return len(rows)
@@ -248,6 +266,8 @@ class Output:
             n += 1
             if len(chunk) >= _CHUNK:
                 self._write_json(chunk, extended)
+                if self.cut_off():
+                    return n
         chunk.append("\n]\n" if n else "]\n")
         self._write_json(chunk, extended)
         self.stdout.flush()
@@ -262,6 +282,8 @@ class Output:
             n += 1
             if len(chunk) >= _CHUNK:
                 self._write_json(chunk, extended)
+                if self.cut_off():
+                    return n
         self._write_json(chunk, extended)
         self.stdout.flush()
         return n
@@ -274,20 +296,32 @@ class Output:
         self.stdout.write(_DECIMAL_MARK.sub(r"\1", text) if not extended and "\\u0000D" in text else text)
 
     def _csv(self, rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None, extended: bool) -> int:
-        writer = csv.writer(self.stdout, lineterminator="\n")
+        # the real stream, not the STDOUT wrapper (one Python call per row); a gone reader is
+        # caught around the loop instead, which also stops it
+        writer = csv.writer(sys.stdout if self._watched else self.stdout, lineterminator="\n")
         n = 0
         cols = list(columns) if columns is not None else None
-        for row in rows:
-            if cols is None:
-                cols = list(row)
-            if n == 0:
+        try:
+            for row in rows:
+                if cols is None:
+                    cols = list(row)
+                if n == 0:
+                    writer.writerow(cols)
+                writer.writerow([cell_text(row.get(c)) for c in cols])
+                n += 1
+            if n == 0 and cols:
                 writer.writerow(cols)
-            writer.writerow([cell_text(row.get(c)) for c in cols])
-            n += 1
-        if n == 0 and cols:
-            writer.writerow(cols)
+        except BrokenPipeError:
+            if not self._watched:
+                raise
+            STDOUT.reader_went_away()
         self.stdout.flush()
         return n
+
+
+def counted(n: int, noun: str) -> str:
+    """``counted(1, "row")`` -> "1 row", ``counted(2, "row")`` -> "2 rows"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -330,12 +364,6 @@ def _pick(row: Mapping[str, Any], columns: Sequence[str] | None) -> Mapping[str,
 
 def _flat(v: Any) -> Any:
     return cell_text(v) if isinstance(v, Mapping | list | tuple) else v
-
-
-def _markup_safe(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:

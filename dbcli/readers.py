@@ -132,8 +132,14 @@ def _loads(text: str, extended: bool) -> Any:
     if extended:
         # bson (pymongo) costs ~35 ms at start-up: only documents read as Extended JSON need it
         from bson import json_util
+        from bson.errors import BSONError
 
-        return json_util.loads(text)
+        try:
+            return json_util.loads(text)
+        except (BSONError, KeyError, OverflowError) as e:  # a bad $oid, $date, ...: bad input like bad JSON
+            raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        except ArithmeticError:  # decimal's own errors say nothing readable
+            raise ValueError("invalid $numberDecimal value") from None
     return json.loads(text)
 
 
@@ -161,7 +167,10 @@ def _json_array_records(stream: IO[str], extended: bool) -> Iterator[tuple[int, 
     if not isinstance(value, list):
         raise InvalidInputError("expected a JSON array of objects")
     if extended:
-        value = _loads(json.dumps(value), extended)
+        try:
+            value = _loads(json.dumps(value), extended)
+        except (ValueError, TypeError) as e:
+            raise InvalidInputError(f"invalid JSON ({_short(e)})") from None
     for i, item in enumerate(value, start=1):
         if not isinstance(item, dict):
             raise InvalidInputError(f"item {i}: expected a JSON object")

@@ -21,14 +21,25 @@ pytest_plugins = [
     "tests.fix_collection",
     "tests.fix_tables",
     "tests.fix_activity",
+    "pytester",
 ]
+
+# the servers a run is pointed at reach every test; any other DBCLI_* variable is the caller's
+TEST_SERVER_VARS = ("DBCLI_TEST_PG_DSN", "DBCLI_TEST_PG_BIN", "DBCLI_TEST_MONGO_URI", "DBCLI_FERRETDB",
+                    "DBCLI_REDIS_SERVER")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "pg(spec): needs a PostgreSQL server of this version, e.g. pg('>= 17') or "
+                   "pg('>= 15, < 18'); skips with the reason on any other (tests/fix_pg.py)")
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No user config, data or cache leaks into a test, and none leaks out."""
     for var in list(os.environ):
-        if var.startswith("DBCLI_") and var not in ("DBCLI_TEST_PG_DSN", "DBCLI_TEST_MONGO_URI",
-                                                    "DBCLI_FERRETDB", "DBCLI_REDIS_SERVER"):
+        if var.startswith("DBCLI_") and var not in TEST_SERVER_VARS:
             monkeypatch.delenv(var)
     home = tmp_path / "home"
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):

@@ -86,6 +86,9 @@ def expected_state(db: Any, cap: int) -> dict[str, Any]:
     stats: dict[int, dict[str, Any]] = {}
     pairs: dict[tuple[int, str], list[str]] = defaultdict(list)
     for e in db.user_activities.find():
+        if not (isinstance(e.get("event_id"), str) and type(e.get("user_id")) is int and isinstance(e.get("type"), str)
+                and isinstance(e.get("timestamp"), dt.datetime) and isinstance(e.get("hour"), str)):
+            continue  # another tool's document, without the fields dbcli counts by: skipped
         st = stats.setdefault(e["user_id"], {"activity_count": 0, "counts": defaultdict(int),
                                              "first_activity": e["timestamp"], "last_activity": e["timestamp"],
                                              "user": e.get("user")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -86,3 +87,25 @@ def made_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, s
 def made_encrypted_backup(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, schema_template: str,
                           mongo_server: MongoServer) -> Iterator[MadeBackup]:
     yield from _made_backup(tmp_path_factory, pg_server, schema_template, mongo_server, TEST_KEY)
+
+
+# PostgreSQL 15 (Debian's postgresql-15), for backups made with the wheel's newer tools
+PG15_BIN = Path(os.environ.get("DBCLI_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+@pytest.fixture(scope="session")
+def pg15_server(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A PostgreSQL 15 server: the session's own when it is one (the test bed on 15), else a cluster
+    of Debian's postgresql-15 started by the test bed's tests/pg_cluster.py; skipped without one."""
+    if pg_server.major == 15:
+        yield pg_server
+        return
+    if not (PG15_BIN / "postgres").is_file():
+        pytest.skip(f"no PostgreSQL 15 in {PG15_BIN} (the postgresql-15 package; or set DBCLI_TEST_PG15_BIN)")
+    from tests import pg_cluster
+
+    cluster = pg_cluster.start(tmp_path_factory.mktemp("pg15"), PG15_BIN)
+    try:
+        yield PgServer(dict(cluster.conninfo()), cluster.data_dir)
+    finally:
+        pg_cluster.stop(cluster)

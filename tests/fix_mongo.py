@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _build_cache_binary() -> str:
-    from dbcli.config.load import cache_home
+    from dbcli.config.paths import cache_home
     from dbcli.mongo.embedded import FERRETDB_VERSION
 
     return str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")

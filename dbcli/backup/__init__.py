@@ -1,4 +1,5 @@
 """Backups of both databases: the backup store and its manifest, create/list/verify/restore, the
-PostgreSQL client tools (pg_dump, pg_restore, psql) and archive checks, MongoDB dumps, encryption
-of backup files, GFS retention, and the stages a run reports to hooks.
+PostgreSQL client tools (pg_dump, pg_restore, psql), archive checks and what each server version
+accepts, MongoDB dumps, encryption of backup files, GFS retention, and the stages a run reports to
+hooks.
 """

@@ -19,7 +19,7 @@ from dbcli.backup import pg_dump
 from dbcli.backup import store as backup_store
 from dbcli.backup.stages import Progress, quiet, reached
 from dbcli.backup.store import Clock, iso, utc_now
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConfigError, DbcliError, UsageError
 from dbcli.fsutil import fsync_path
 
@@ -48,7 +48,10 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
         cleaned = backup_store.clean_leftovers(root)
         started = clock()
         backup_id = backup_store.new_id(cfg.profile, tag, started, root)
-        partial = backup_store.private_dir(root / f"{backup_store.PARTIAL}{backup_id}")
+        try:
+            partial = backup_store.private_dir(root / f"{backup_store.PARTIAL}{backup_id}")
+        except OSError as e:
+            raise backup_store.disk_error(e, root) from None
         manifest: dict[str, Any] = {
             "format": backup_store.FORMAT_VERSION, "id": backup_id, "dbcli_version": __version__,
             "profile": cfg.profile, "tag": tag, "status": "running", "error": None, "targets": targets,
@@ -96,7 +99,7 @@ def create(cfg: Config, *, target: str = "all", root: Path | None = None, tag: s
         except Exception as e:
             _record_failure(root, partial, backup_id, manifest, e, clock)
             if isinstance(e, OSError):
-                raise DbcliError(f"cannot write backup {backup_id}: {e.strerror or e}") from e
+                raise backup_store.disk_error(e, partial) from e
             raise
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -118,7 +121,7 @@ def _record_failure(root: Path, partial: Path, backup_id: str, manifest: dict[st
         backup_store.write_manifest(partial, {**manifest, "status": "failed", "error": message[:500],
                                               "finished_at": iso(clock()), "files": {}})
         os.replace(partial, root / backup_id)
-    except OSError:
+    except (OSError, DbcliError):  # atomic_write maps a refused write to a DbcliError
         shutil.rmtree(partial, ignore_errors=True)  # the next run cleans whatever is left
 
 

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConfigError
 
 MAGIC = b"DBCLIAE1"

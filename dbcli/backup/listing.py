@@ -31,13 +31,16 @@ def list_rows(root: Path, clock: Clock = utc_now) -> list[dict[str, Any]]:
 
 
 def _verified_text(v: dict[str, Any] | None) -> str:
-    if not v:
+    state = backup_store.verification_state(v)
+    if not v or state is None:
         return "never"
-    text = ("ok" if v.get("ok") else "FAILED") + f" {v.get('verified_at', '?')}"
+    text = {"ok": "ok", "failed": "FAILED", "unverified": "unverified"}[state] + f" {v.get('verified_at', '?')}"
     if v.get("restore_test"):
         text += " (restore-test)"
-    if not v.get("ok") and v.get("problems"):
+    if state == "failed" and v.get("problems"):
         text += f": {v['problems'][0]}"
+    if state == "unverified" and v.get("unverified"):
+        text += f": {v['unverified'][0]}"
     return text
 
 

@@ -24,7 +24,7 @@ from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import stages
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import open_private
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConflictError, DbcliError
 from dbcli.mongo import connection as mongo
 

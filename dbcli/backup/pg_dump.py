@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -28,8 +30,8 @@ from dbcli.backup.psql_session import PsqlSession
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import open_private, sha256_file
 from dbcli.child_process import wait_exited
-from dbcli.config.load import Config
-from dbcli.errors import CheckFailedError
+from dbcli.config.model import Config
+from dbcli.errors import CheckFailedError, WriteFailedError
 from dbcli.postgres.params import conn_params
 
 # a custom-format archive of even one empty table is far larger: smaller output is not a dump
@@ -148,7 +150,7 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     if pump and pump.error:
         raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
     if code != 0:
-        raise tool_failure("pg_dump", code, stderr)
+        raise _failure(code, stderr, dest)
     size = dest.stat().st_size
     if size < MIN_DUMP_BYTES:
         raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
@@ -156,6 +158,17 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
     return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
                       file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
+
+
+def _failure(code: int, stderr: str, dest: Path) -> Exception:
+    """Why pg_dump failed: the file system refusing its output file is a write failure (exit 74)."""
+    if code == -signal.SIGXFSZ:  # the kernel's answer to a write past ``ulimit -f``
+        return WriteFailedError(f"pg_dump was killed by SIGXFSZ writing {dest}: the file size limit "
+                                "(ulimit -f) was reached", hint="raise the limit for the backup job")
+    for err in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        if f"could not write to output file: {os.strerror(err)}" in stderr:
+            return OSError(err, os.strerror(err), str(dest))  # create maps it as any refused write
+    return tool_failure("pg_dump", code, stderr)
 
 
 @dataclass

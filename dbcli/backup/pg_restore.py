@@ -21,10 +21,11 @@ from typing import IO, Any
 
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import stages
+from dbcli.backup.pg_compat import PrologueFilter, refused_lines
 from dbcli.backup.pg_restore_sql import closing_sql, opening_sql
 from dbcli.backup.pg_tools import find_tools, libpq_connection, restore_error, tool_failure, tool_version
 from dbcli.backup.stages import Progress
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError
 from dbcli.postgres.params import conn_params
 
@@ -49,8 +50,9 @@ class Restored:
 
 
 def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
-            sha256: str | None = None, large_objects: bool | None = None, dbname: str | None = None,
-            no_owner: bool = False, own_rows: bool = False, progress: Progress) -> Restored:
+            server_num: int, sha256: str | None = None, large_objects: bool | None = None,
+            dbname: str | None = None, no_owner: bool = False, own_rows: bool = False,
+            progress: Progress) -> Restored:
     """Restore the archive into the profile's database (or ``dbname``) in one transaction.
 
     ``pg_restore -f -`` turns the archive into SQL, which psql applies between two pieces of our
@@ -66,12 +68,16 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     Without them (``large_objects`` False, as the manifest records) pg_restore writes straight into
     psql. With them, or when unknown, pg_restore runs with ``--single-transaction`` (no
     BEGIN/COMMIT per large object) and its script passes through this process, which drops the
-    script's final COMMIT.
+    script's final COMMIT. The script also passes through this process when the target server
+    (``server_num``, its ``server_version_num``) refuses a line of the script's prologue, which is
+    then dropped (see pg_compat).
     """
     tools = find_tools(cfg)
     restore_version, restore_major = tool_version(tools.pg_restore)  # may differ from pg_dump's
-    relay = large_objects is not False
-    pg_args = ["--file=-", "--no-password", *(["--single-transaction"] if relay else [])]
+    single = large_objects is not False
+    prologue = PrologueFilter(refused_lines(server_num))
+    relay = single or not prologue.done
+    pg_args = ["--file=-", "--no-password", *(["--single-transaction"] if single else [])]
     if drop:
         pg_args += ["--clean", "--if-exists"]
     if no_owner:
@@ -101,7 +107,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                     reader.start(dumper.stdin)
                     if relay:
                         assert dumper.stdout is not None
-                        sent, script_end = _relay(dumper.stdout, psql.stdin)
+                        sent, script_end = _relay(dumper.stdout, psql.stdin, prologue)
                         dumper.stdout.close()  # were psql gone, pg_restore now stops instead of blocking
                     else:
                         stages.reached("pg_restore")
@@ -123,7 +129,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                     reader.join()
                 problem = reader.problem()
                 if sent and restore_code == 0 and problem is None:
-                    body = _without_final_commit(script_end) if relay else b""
+                    body = _without_final_commit(script_end) if single else script_end
                     if body is None:
                         psql.kill()
                         raise DbcliError("pg_restore's script did not end with its COMMIT: not restored")
@@ -161,9 +167,10 @@ _HOLD = 1 << 16
 _SEND_AT = 1 << 20
 
 
-def _relay(source: IO[bytes], sink: IO[bytes]) -> tuple[bool, bytes]:
+def _relay(source: IO[bytes], sink: IO[bytes], prologue: PrologueFilter) -> tuple[bool, bytes]:
     """Copy pg_restore's script into psql, all but its last bytes, which are returned (they hold the
-    final COMMIT); False when psql stopped reading. The ``pg_restore`` stage follows the first block."""
+    final COMMIT); False when psql stopped reading. ``prologue`` filters the script's first lines.
+    The ``pg_restore`` stage follows the first block."""
     with suppress(AttributeError, OSError):  # bigger pipe, fewer wake-ups (Linux)
         fcntl.fcntl(source.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
     buf = bytearray()
@@ -173,7 +180,7 @@ def _relay(source: IO[bytes], sink: IO[bytes]) -> tuple[bool, bytes]:
         # pg_restore writes a few KiB at a time: gather a MiB, send all but the last _HOLD bytes
         while block := os.read(fd, 1 << 20):
             buf += block
-            if len(buf) >= _SEND_AT:
+            if prologue.feed(buf) and len(buf) >= _SEND_AT:
                 n = len(buf) - _HOLD
                 sink.write(buf[:n])
                 del buf[:n]
@@ -181,6 +188,7 @@ def _relay(source: IO[bytes], sink: IO[bytes]) -> tuple[bool, bytes]:
                 if first:
                     stages.reached("pg_restore")
                     first = False
+        prologue.feed(buf, final=True)
         sink.flush()
     except BrokenPipeError:
         return False, b""

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dbcli.backup.store import open_private
 from dbcli.child_process import wait_exited
-from dbcli.config.load import Config, redact_text
+from dbcli.config.model import Config
+from dbcli.config.redact import redact_text
 from dbcli.errors import ConfigError, DbcliError, UnreachableError
 from dbcli.postgres import embedded as local_pg
 

@@ -22,7 +22,8 @@ from types import TracebackType
 from typing import Any
 
 from dbcli.child_process import wait_exited
-from dbcli.config.load import Config, redact_text
+from dbcli.config.model import Config
+from dbcli.config.redact import redact_text
 from dbcli.errors import DbcliError
 from dbcli.postgres.errors import from_sqlstate, unreachable
 

@@ -10,10 +10,12 @@ from dbcli.backup import mongo as backup_mongo
 from dbcli.backup import pg_restore
 from dbcli.backup import store as backup_store
 from dbcli.backup.create import TARGETS
+from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.pg_restore_sql import target_has_tables
+from dbcli.backup.pg_tools import find_tools, tool_version
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.verify import Verification, check_files, size_problem
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConflictError, NotFoundError, UsageError
 from dbcli.postgres import connection as postgres
 
@@ -23,7 +25,8 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             progress: Progress = quiet) -> list[dict[str, Any]]:
     """Restore a backup into ``target_cfg``'s servers; rows of expected and restored counts.
 
-    Refuses a non-empty target without ``drop`` (exit 7) and a damaged backup (exit 8); the caller
+    Refuses a non-empty target without ``drop`` (exit 7), a damaged backup (exit 8), a pg_restore or
+    target server older than the backup needs (exit 3); the caller
     turns a count mismatch into exit 8 (see ``mismatches``).
     """
     root = root or backup_store.root_dir(source_cfg)
@@ -55,6 +58,14 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             check.add("checksum", dump, False, wrong)
     if check.problems:
         raise CheckFailedError(f"backup {info.id} is damaged: {check.problems[0]}")
+    server_num = 0
+    if "postgres" in parts:
+        # a tool or server too old for this backup is refused before anything changes (exit 3)
+        pg = manifest["postgres"]
+        tools = find_tools(target_cfg)
+        check_restore_tool(tools.pg_restore, tool_version(tools.pg_restore), pg.get("pg_dump_version"))
+        server_num = server_version_num(target_cfg)
+        check_target(pg.get("server_version"), server_num)
     # refuse before changing anything, whichever target is not empty (PostgreSQL checks again
     # inside its restore transaction, which is enough when it is the only target)
     if not drop:
@@ -74,6 +85,7 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
             try:
                 done = pg_restore.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
                                          tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
+                                         server_num=server_num,
                                          large_objects=pg.get("large_objects"), no_owner=no_owner,
                                          own_rows=pg.get("row_counts") == "own", progress=progress)
             except pg_restore.DamagedArchive as e:

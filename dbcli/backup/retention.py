@@ -1,11 +1,14 @@
 """Calendar retention for backups, in the manner of restic's ``forget``.
 
-Good backups (complete, not failed by their last verification) are walked newest first.
+Good backups (complete, not failed by their last verification: verified ok, never verified, or
+unverified because a check could not run) are walked newest first.
 ``keep_last N`` keeps the N newest. ``keep_daily D`` keeps the newest backup of each of the D most
 recent days that have backups; likewise weekly (ISO weeks) and monthly. Days, weeks and months are
 UTC, like backup ids. A backup is kept if any rule keeps it, and the reasons are reported. The
-newest good backup is always kept. Failed backups never count towards a rule and are removed;
-backups whose manifest cannot be read are left alone for a human to look at.
+newest good backup (verified ok or never verified; else the newest unverified one; else, when every
+complete backup failed its verification, the newest complete one) is always kept: prune never
+removes the last copy. Failed backups never count towards a rule and are removed; backups whose
+manifest cannot be read, or names a path outside the backup, are left alone for a human to look at.
 
 Unlike restic 0.16+, a rule with counts left over does not also keep the oldest backup: the rules
 mean exactly what they say.
@@ -21,8 +24,8 @@ from typing import Any
 
 from dbcli.backup import store as backup_store
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
-from dbcli.config.load import Config
-from dbcli.errors import UsageError
+from dbcli.config.model import Config
+from dbcli.errors import CheckFailedError, UsageError
 
 RULES = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
 
@@ -82,12 +85,13 @@ def plan(backups: list[BackupInfo], policy: Policy) -> list[Decision]:
 
     decisions: list[Decision] = []
     good = sorted((b for b in backups if b.good), key=lambda b: (when(b), b.id), reverse=True)
+    keeper, keeper_reason = _kept_whatever(backups, good)
     left = {rule: getattr(policy, rule) for rule, _name, _key in _BUCKETS}
     last_key: dict[str, str | None] = {rule: None for rule in left}
     for n, b in enumerate(good):
         d = Decision(b, keep=False)
-        if n == 0:
-            d.reasons.append("newest good backup")
+        if b is keeper:
+            d.reasons.append(keeper_reason)
         if n < policy.keep_last:
             d.reasons.append(f"last {policy.keep_last}")
         for rule, name, key in _BUCKETS:
@@ -107,10 +111,36 @@ def plan(backups: list[BackupInfo], policy: Policy) -> list[Decision]:
             decisions.append(Decision(b, keep=True, reasons=[f"left alone: {b.problem}"]))
         elif b.status != "ok":
             decisions.append(Decision(b, keep=False, reasons=[f"{b.status} backup"]))
+        elif b is keeper:
+            decisions.append(Decision(b, keep=True, reasons=[keeper_reason]))
         else:
             decisions.append(Decision(b, keep=False, reasons=["failed its last verification"]))
     decisions.sort(key=lambda d: (when(d.backup), d.backup.id), reverse=True)
     return decisions
+
+
+def _kept_whatever(backups: list[BackupInfo], good: list[BackupInfo]) -> tuple[BackupInfo | None, str]:
+    """The backup no rule can remove, and why; ``good`` is newest first."""
+    checked = [b for b in good if b.verified in ("ok", None)]
+    if checked:
+        return checked[0], "newest good backup"
+    if good:
+        return good[0], "newest good backup (unverified)"
+    complete = [b for b in backups if b.status == "ok"]
+    if complete:
+        newest = max(complete, key=lambda b: (b.time or dt.datetime.min.replace(tzinfo=dt.UTC), b.id))
+        return newest, "newest complete backup: every complete backup failed its verification"
+    return None, ""
+
+
+def unsafe_error(decisions: list[Decision]) -> CheckFailedError | None:
+    """Exit 8 for a prune that met a manifest naming a path outside its backup (left alone)."""
+    unsafe = [d.backup for d in decisions if d.backup.unsafe]
+    if not unsafe:
+        return None
+    more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+    return CheckFailedError(f"backup {unsafe[0].id} was left alone: {unsafe[0].problem}{more}",
+                            hint="inspect it: its manifest has been tampered with or damaged")
 
 
 def prune(cfg: Config, *, root: Path | None = None, overrides: dict[str, int | None] | None = None,

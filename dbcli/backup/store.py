@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from dbcli.config.load import Config
-from dbcli.errors import LockedError, NotFoundError, UsageError
-from dbcli.fsutil import atomic_write
+from dbcli.config.model import Config
+from dbcli.errors import DbcliError, LockedError, NotFoundError, UsageError
+from dbcli.fsutil import atomic_write, write_error
 
 MANIFEST = "manifest.json"
 VERIFY = "verify.json"
@@ -82,6 +82,14 @@ def new_id(profile: str, tag: str | None, when: dt.datetime, root: Path) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
+
+
+# ---- disk faults -------------------------------------------------------------------------------
+
+def disk_error(e: OSError, path: Path) -> DbcliError:
+    """A write the file system refused, as fsutil maps it: read-only or permission denied exit 73,
+    no space, quota or the file size limit exit 74; any other OSError exit 1."""
+    return write_error(e, e.filename or path) or DbcliError(f"cannot write {path}: {e.strerror or e}")
 
 
 # ---- private files -----------------------------------------------------------------------------
@@ -136,6 +144,38 @@ class ManifestError(Exception):
     pass
 
 
+class UnsafeEntryError(ManifestError):
+    """A manifest entry names a path outside its backup directory (absolute, ``..``, a symlink out)."""
+
+
+def entry_paths(data: dict[str, Any]) -> list[Any]:
+    """Every path the manifest names: its file list and the files of its PostgreSQL and MongoDB parts."""
+    paths: list[Any] = list(data.get("files") or {})
+    pg = data.get("postgres")
+    if isinstance(pg, dict) and "file" in pg:
+        paths.append(pg["file"])
+    mg = data.get("mongo")
+    for coll in (mg.get("collections") or []) if isinstance(mg, dict) else []:
+        if isinstance(coll, dict):
+            paths += [coll.get(k) for k in ("bson_file", "metadata_file") if k in coll]
+    return paths
+
+
+def check_entries(directory: Path, data: dict[str, Any]) -> None:
+    """UnsafeEntryError unless every path the manifest names stays inside ``directory``.
+
+    A manifest's checksum proves nothing against someone who rewrites it (anyone can recompute it),
+    so what it names is checked before anything is read, restored or removed by it.
+    """
+    base = directory.resolve()
+    for rel in entry_paths(data):
+        if not isinstance(rel, str) or not rel or "\0" in rel:
+            raise UnsafeEntryError(f"manifest entry {rel!r} is not a file name")
+        pure = Path(rel)
+        if pure.is_absolute() or ".." in pure.parts or not (base / pure).resolve().is_relative_to(base):
+            raise UnsafeEntryError(f"manifest entry {rel!r} escapes the backup directory")
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     """The manifest, its checksum checked; ManifestError says what is wrong."""
     try:
@@ -152,6 +192,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ManifestError("manifest.json has no checksum")
     if data["checksum"] != manifest_checksum(data):
         raise ManifestError("manifest.json checksum mismatch")
+    check_entries(directory, data)
     return data
 
 
@@ -178,6 +219,7 @@ class BackupInfo:
     problem: str | None = None  # why the manifest could not be read
     verification: dict[str, Any] | None = None
     time: dt.datetime | None = field(default=None)
+    unsafe: bool = False  # the manifest names a path outside the backup (UnsafeEntryError)
 
     @property
     def status(self) -> str:
@@ -186,9 +228,25 @@ class BackupInfo:
         return str(self.manifest.get("status", "invalid"))
 
     @property
+    def verified(self) -> str | None:
+        """The last verification's state (see ``verification_state``); None if never verified."""
+        return verification_state(self.verification)
+
+    @property
     def good(self) -> bool:
-        """Complete, and not failed by its last verification."""
-        return self.status == "ok" and not (self.verification and self.verification.get("ok") is False)
+        """Complete, and not failed by its last verification (unverified is not failed)."""
+        return self.status == "ok" and self.verified != "failed"
+
+
+def verification_state(record: dict[str, Any] | None) -> str | None:
+    """``ok``, ``failed`` or ``unverified`` from a verify.json record (records written before the
+    ``state`` key: from their ``ok``); None when there is no record."""
+    if not record:
+        return None
+    state = record.get("state")
+    if state in ("ok", "failed", "unverified"):
+        return str(state)
+    return "ok" if record.get("ok") is True else "failed"
 
 
 def _id_time(name: str) -> dt.datetime | None:
@@ -211,6 +269,7 @@ def list_backups(root: Path) -> list[BackupInfo]:
             info.manifest = read_manifest(entry)
         except ManifestError as e:
             info.problem = str(e)
+            info.unsafe = isinstance(e, UnsafeEntryError)
         info.verification = read_verification(entry)
         started = info.manifest.get("started_at") if info.manifest else None
         info.time = parse_iso(started) if isinstance(started, str) else _id_time(entry.name)
@@ -253,9 +312,15 @@ def dir_size(directory: Path) -> int:
 
 @contextmanager
 def locked(root: Path, what: str, clock: Clock = utc_now) -> Iterator[None]:
-    """Hold ``<root>/.lock`` (flock, non-blocking); a second holder gets LockedError (exit 75)."""
-    ensure_root(root)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold ``<root>/.lock`` (flock, non-blocking); a second holder gets LockedError (exit 75).
+
+    A directory that cannot be created or written is a disk_error (exit 73), before anything is written.
+    """
+    try:
+        ensure_root(root)
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise disk_error(e, root) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,8 +328,11 @@ def locked(root: Path, what: str, clock: Clock = utc_now) -> Iterator[None]:
             raise LockedError(f"another backup run holds {root / LOCK} ({_holder(fd)})",
                               hint="wait for it to finish") from None
         holder = {"pid": os.getpid(), "host": os.uname().nodename, "started_at": iso(clock()), "command": what}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError as e:
+            raise disk_error(e, root) from None
         try:
             yield
         finally:

@@ -19,34 +19,70 @@ from dbcli.backup import mongo as backup_mongo
 from dbcli.backup import pg_restore
 from dbcli.backup import store as backup_store
 from dbcli.backup.pg_archive import check_archive
-from dbcli.backup.pg_tools import find_tools
+from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
+from dbcli.backup.pg_tools import find_tools, tool_version
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.store import Clock, iso, utc_now
-from dbcli.config.load import Config
-from dbcli.errors import CheckFailedError, DbcliError
+from dbcli.config.model import Config
+from dbcli.errors import CheckFailedError, ConfigError, DbcliError, UnreachableError
 from dbcli.postgres import connection as postgres
 
 
 @dataclass
 class Verification:
+    """The checks of one backup and the state they add up to.
+
+    ``failed``: a check found the backup damaged or wrong. ``unverified``: none did, but a check
+    could not run (no server configured or reachable, a tool missing or too old, a server older
+    than the backup's); ``causes`` holds why. ``ok``: every check ran and passed.
+    """
+
     id: str
-    ok: bool = True
     checks: list[dict[str, Any]] = field(default_factory=list)
+    causes: list[DbcliError] = field(default_factory=list)
 
     def add(self, check: str, subject: str, ok: bool, detail: str = "") -> None:
         self.checks.append({"check": check, "subject": subject, "ok": ok, "detail": detail})
-        if not ok:
-            self.ok = False
+
+    def skip(self, check: str, subject: str, cause: DbcliError) -> None:
+        """A check that could not run: ``ok`` is null and the detail says why."""
+        self.checks.append({"check": check, "subject": subject, "ok": None, "detail": f"not checked: {cause.message}"})
+        self.causes.append(cause)
+
+    @property
+    def state(self) -> str:
+        if any(c["ok"] is False for c in self.checks):
+            return "failed"
+        return "unverified" if self.causes else "ok"
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
 
     @property
     def problems(self) -> list[str]:
-        return [f"{c['subject']}: {c['detail']}" for c in self.checks if not c["ok"]]
+        return [f"{c['subject']}: {c['detail']}" for c in self.checks if c["ok"] is False]
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the checks that did not run could not (``unverified``)."""
+        return [f"{c['subject']}: {c['detail'].removeprefix('not checked: ')}" for c in self.checks
+                if c["ok"] is None]
 
     def raise_if_failed(self) -> None:
-        if not self.ok:
+        """Exit 8 when failed; when unverified, the cause's code: 4 for a server that could not be
+        reached, 3 for anything else (configuration, tools, versions)."""
+        state = self.state
+        if state == "failed":
             problems = self.problems
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise CheckFailedError(f"backup {self.id} failed verification: {problems[0]}{more}")
+        if state == "unverified":
+            reasons = self.reasons
+            more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            kind = UnreachableError if isinstance(self.causes[0], UnreachableError) else ConfigError
+            raise kind(f"backup {self.id} could not be verified: {reasons[0]}{more}",
+                       hint=self.causes[0].hint or "nothing wrong was found in what could be checked")
 
 
 def check_files(directory: Path, listed: dict[str, Any], result: Verification, *, strays: bool = True) -> None:
@@ -92,16 +128,23 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
     key = backup_crypto.manifest_key(cfg, manifest)
     progress(f"verifying checksums of {info.id}")
     check_files(info.path, manifest.get("files") or {}, result)
-    damaged = {c["subject"] for c in result.checks if not c["ok"]}
+    damaged = {c["subject"] for c in result.checks if c["ok"] is False}
     pg = manifest.get("postgres")
+    tools = None
     if pg and pg["file"] not in damaged:
         progress("postgres: reading the archive with pg_restore")
         try:
             tools = find_tools(cfg)
-            check_archive(tools, info.path / pg["file"], key, full=True, tables=pg["tables"])
-            result.add("pg_restore", pg["file"], True)
-        except CheckFailedError as e:
-            result.add("pg_restore", pg["file"], False, e.message)
+            check_restore_tool(tools.pg_restore, tool_version(tools.pg_restore), pg.get("pg_dump_version"))
+        except ConfigError as e:  # a tool to configure: the archive is not known to be damaged
+            result.skip("pg_restore", pg["file"], e)
+            tools = None
+        if tools is not None:
+            try:
+                check_archive(tools, info.path / pg["file"], key, full=True, tables=pg["tables"])
+                result.add("pg_restore", pg["file"], True)
+            except CheckFailedError as e:
+                result.add("pg_restore", pg["file"], False, e.message)
     mg = manifest.get("mongo")
     for coll in (mg or {}).get("collections", []):
         progress(f"mongo: reading {coll['bson_file']}")
@@ -119,8 +162,9 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
                 continue
             ok = n == coll["documents"]
             result.add(check, rel, ok, "" if ok else f"{n} documents, manifest says {coll['documents']}")
-    if restore_test and result.ok:
-        _restore_test(cfg, info.path, manifest, key, result, progress)
+    if restore_test and result.state != "failed":
+        # the PostgreSQL part only with a pg_restore that could read it
+        _restore_test(cfg, info.path, manifest if tools else {**manifest, "postgres": None}, key, result, progress)
     _record(info.path, result, restore_test, clock)
     return result
 
@@ -132,24 +176,45 @@ def _reason(e: Exception) -> str:
 
 def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: bytes | None,
                   result: Verification, progress: Progress) -> None:
-    """Restore into scratch databases on the same servers, compare counts, drop them."""
+    """Restore into scratch databases on the same servers, compare counts, drop them.
+
+    What cannot be tried (no MongoDB configured, a server that does not answer, one older than the
+    backup's, no right to create a database) leaves the part unverified; only damage fails it.
+    """
     scratch = f"dbcli_verify_{uuid.uuid4().hex[:10]}"
     pg = manifest.get("postgres")
     if pg:
+        subject = f"postgres {scratch}"
         progress(f"postgres: restore test into scratch database {scratch}")
         try:
+            server_num = server_version_num(cfg)
+            check_target(pg.get("server_version"), server_num)
             _create_pg_database(cfg, scratch)
-            try:
-                done = pg_restore.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
-                                         large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
-                                         own_rows=pg.get("row_counts") == "own", progress=progress)
-                _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
-            finally:
-                _drop_pg_database(cfg, scratch)
         except DbcliError as e:
-            result.add("restore-test", f"postgres {scratch}", False, e.message)
+            result.skip("restore-test", subject, e if isinstance(e, UnreachableError | ConfigError)
+                        else ConfigError(f"cannot create a scratch database: {e.message}"))
+        else:
+            try:
+                try:
+                    done = pg_restore.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
+                                             large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
+                                             own_rows=pg.get("row_counts") == "own", server_num=server_num,
+                                             progress=progress)
+                    _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
+                finally:
+                    _drop_pg_database(cfg, scratch)
+            except (UnreachableError, ConfigError) as e:
+                result.skip("restore-test", subject, e)
+            except DbcliError as e:
+                result.add("restore-test", subject, False, e.message)
     mg = manifest.get("mongo")
     if mg:
+        subject = f"mongo {scratch}"
+        if not cfg.mongo.configured:
+            result.skip("restore-test", subject, ConfigError(
+                f"the backup has a MongoDB part and profile {cfg.profile} has no MongoDB",
+                hint="verify under a profile with mongo.uri or mongo.embedded: true"))
+            return
         progress(f"mongo: restore test into scratch database {scratch}")
         try:
             try:
@@ -159,8 +224,10 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
                          lambda r: f"mongo {r['collection']}")
             finally:
                 backup_mongo.drop_database(cfg, scratch)
+        except (UnreachableError, ConfigError) as e:
+            result.skip("restore-test", subject, e)
         except DbcliError as e:
-            result.add("restore-test", f"mongo {scratch}", False, e.message)
+            result.add("restore-test", subject, False, e.message)
 
 
 def _compare(result: Verification, check: str, rows: list[dict[str, Any]],
@@ -184,7 +251,10 @@ def _drop_pg_database(cfg: Config, name: str) -> None:
 def _record(directory: Path, result: Verification, restore_test: bool, clock: Clock) -> None:
     # on a read-only backup medium the verdict is still reported, just not recorded
     with contextlib.suppress(OSError):
+        state = result.state
         backup_store.write_verification(directory, {
-            "verified_at": iso(clock()), "ok": result.ok, "restore_test": restore_test,
-            "problems": result.problems, "dbcli_version": __version__,
+            # ok stays true/false for readers older than state; null (unverified) is neither
+            "verified_at": iso(clock()), "state": state, "ok": None if state == "unverified" else state == "ok",
+            "restore_test": restore_test, "problems": result.problems, "unverified": result.reasons,
+            "dbcli_version": __version__,
         })

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -81,6 +82,26 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
     return app
 
 
+def click_command(app: typer.Typer) -> Any:
+    """The Click command behind ``app``, its help's Example blocks marked to print as written."""
+    command = typer.main.get_command(app)
+    verbatim_examples(command)
+    return command
+
+
+_EXAMPLE = re.compile(r"^([ \t]*)(Examples?:)", re.M)
+
+
+def verbatim_examples(command: Any) -> None:
+    """Click re-wraps every help paragraph to the terminal width, which breaks an example command
+    mid-line; a paragraph that starts with Click's ``\\b`` marker is printed as written."""
+    text = getattr(command, "help", None)
+    if text and "\b" not in text:
+        command.help = _EXAMPLE.sub(lambda m: f"{m.group(1)}\b\n{m.group(1)}{m.group(2)}", text)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        verbatim_examples(sub)
+
+
 def command_name(args: list[str]) -> str | None:
     """The group or command named on the command line (after the global options), if any."""
     i = 0
@@ -108,10 +129,25 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dbcli.errors import DbcliError, ExitCode
+    from dbcli.errors import ExitCode
+    from dbcli.stdout import STDOUT
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = _debug_requested(args)
+    STDOUT.gone = False
+    code = _run_command(args, _debug_requested(args))
+    if STDOUT.gone and code == ExitCode.OK:
+        # the command succeeded but its reader went away before it had everything: what a shell
+        # reports for a process killed by SIGPIPE, so `set -o pipefail` scripts see the cut
+        return ExitCode.BROKEN_PIPE
+    return code
+
+
+def _run_command(args: list[str], debug: bool) -> int:
+    """Run the command line; every error becomes one stderr line (and a traceback under --debug)
+    and its exit code. --debug changes what is printed, never the code."""
+    from dbcli.errors import DbcliError, ExitCode
+    from dbcli.stdout import silence_stdout
+
     try:
         name = command_name(args)
         known = name in GROUPS or name in COMMANDS
@@ -122,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if not gc.isenabled():  # turned off for start-up by the console script (dbcli.__main__)
             gc.freeze()  # what start-up built lives until exit: later collections skip it
             gc.enable()
-        result = app(args=args, prog_name="dbcli", standalone_mode=False)
+        result = click_command(app).main(args=args, prog_name="dbcli", standalone_mode=False)
     except typer.TyperException as e:  # usage errors (exit 2) and other parser failures
         show = getattr(e, "show", None)
         if type(e).__name__ == "NoArgsIsHelpError" and callable(show):  # a bare group: its help, as Click shows it
@@ -137,29 +173,37 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except DbcliError as e:
         if debug:
-            raise
+            _print_traceback()
         _print_error(e.message, e.hint)
         return int(e.exit_code)
     except BrokenPipeError:
-        # the reader went away (dbcli ... | head): not an error of ours
-        _silence_stdout()
-        return ExitCode.OK
+        # the reader went away while the command streamed straight to stdout (an export): it
+        # stopped early, so it did not complete; not an error to report on stderr
+        silence_stdout()
+        return ExitCode.BROKEN_PIPE
     except SystemExit as e:
         if isinstance(e.__context__, BrokenPipeError):  # Click turns EPIPE into a silent exit 1
-            _silence_stdout()
-            return ExitCode.OK
+            silence_stdout()
+            return ExitCode.BROKEN_PIPE
         raise
     except Exception as e:
         if debug:
-            raise
-        from dbcli.config.load import redact_text
+            _print_traceback()
+        from dbcli.config.redact import redact_text
 
         _print_error(f"unexpected {type(e).__name__}: {redact_text(str(e)).splitlines()[0] if str(e) else ''}",
-                     "run again with --debug for a traceback")
+                     None if debug else "run again with --debug for a traceback")
         return ExitCode.UNEXPECTED
     if result == ExitCode.INTERRUPTED:  # Typer turns KeyboardInterrupt into Exit(130)
         print("Error: interrupted", file=sys.stderr)
     return int(result or 0)
+
+
+def _print_traceback() -> None:
+    import traceback  # ~3 ms, only under --debug
+
+    traceback.print_exc()
+    sys.stderr.flush()
 
 
 def _print_error(message: str, hint: str | None) -> None:
@@ -167,11 +211,3 @@ def _print_error(message: str, hint: str | None) -> None:
     if hint:
         line += f" (hint: {hint})"
     print(line.replace("\n", " "), file=sys.stderr, flush=True)
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from dbcli.config.load import Config
+    from dbcli.config.model import Config
     from dbcli.output import Output
 
 FormatOpt = Annotated[

@@ -3,7 +3,8 @@
 Resolution order for the file: --config PATH, $DBCLI_CONFIG, ./dbcli.yaml,
 $XDG_CONFIG_HOME/dbcli/config.yaml; with none, the built-in profile ``local`` on the embedded
 PostgreSQL. Profile: --profile NAME, $DBCLI_PROFILE, ``default_profile``, then the only/first one.
-Sections at the top level are shared by every profile; a profile overrides them key by key.
+Sections at the top level are shared by every profile; a profile overrides them key by key. A file
+without ``profiles:`` configures the built-in profile ``local``: same name, same data dir.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from dbcli.config.model import (
     ReportsConfig,
     SchemaConfig,
 )
-from dbcli.config.paths import cache_home, config_home, data_home, profile_data_dir  # noqa: F401  TEMPORARY
-from dbcli.config.redact import SECRET_KEYS, effective, redact, redact_text  # noqa: F401  TEMPORARY re-exports
+from dbcli.config.paths import cache_home, config_home, profile_data_dir
 from dbcli.config.secrets import read_secret, with_password
-from dbcli.config.typed import Where, build, suggest, unknown_key
+from dbcli.config.typed import Where, build, interpolate, suggest, unknown_key
 from dbcli.config.yamlfile import read_yaml
 from dbcli.errors import ConfigError
 
-SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name not in ("profile", "source")]
-TOP_LEVEL = {"profiles", "default_profile", *SECTIONS}
+SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name not in ("profile", "source", "data_dir")]
+PROFILE_KEYS = {"data_dir", *SECTIONS}
+TOP_LEVEL = {"profiles", "default_profile", *PROFILE_KEYS}
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -66,19 +67,22 @@ def load_config(path: str | None = None, profile: str | None = None) -> Config:
         raise ConfigError("profiles: must be a mapping of profile names to settings")
     name = profile or os.environ.get("DBCLI_PROFILE") or raw.get("default_profile")
     if name is None:
-        name = next(iter(profiles), "default" if source else BUILTIN_PROFILE)
+        # a file without profiles: configures the built-in profile, data dir included: the
+        # data of `dbcli demo` stays in use when a config file appears
+        name = next(iter(profiles), BUILTIN_PROFILE)
     if profiles and name not in profiles:
         raise ConfigError(f"unknown profile {name!r}", hint=suggest(str(name), profiles))
-    if not profiles and name not in ("default", BUILTIN_PROFILE):
-        raise ConfigError(f"unknown profile {name!r} (the configuration defines no profiles)")
+    if not profiles and name != BUILTIN_PROFILE:
+        raise ConfigError(f"unknown profile {name!r} (the configuration defines no profiles)",
+                          hint=f"settings outside profiles: are the built-in profile {BUILTIN_PROFILE!r}")
     chosen = profiles.get(name) or {}
     if not isinstance(chosen, dict):
         raise ConfigError(f"profiles.{name}: must be a mapping")
     for key in chosen:
-        if key not in SECTIONS:
-            raise unknown_key(f"profiles.{name}.{key}", key, SECTIONS)
-    merged = _merge({k: v for k, v in raw.items() if k in SECTIONS}, chosen)
-    return _build(str(name), source, merged, _origin(str(name), chosen))
+        if key not in PROFILE_KEYS:
+            raise unknown_key(f"profiles.{name}.{key}", key, PROFILE_KEYS)
+    merged = _merge({k: v for k, v in raw.items() if k in PROFILE_KEYS}, chosen)
+    return _build(str(name), source.absolute() if source else None, merged, _origin(str(name), chosen))
 
 
 def _origin(name: str, chosen: dict[str, Any]) -> Where:
@@ -104,7 +108,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Where) -> Config:
-    base = profile_data_dir(profile)
+    base = _data_dir(profile, merged.get("data_dir"), where)
     pg = _postgres(merged.get("postgres"), where, base)
     mongo = build(MongoConfig, merged.get("mongo"), "mongo", where, data_dir=str(base / "mongo"))
     if mongo.embedded and mongo.uri:
@@ -116,7 +120,7 @@ def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Whe
     encryption = build(EncryptionConfig, merged.get("encryption"), "encryption", where)
     _check_key_id(encryption, where)
     return Config(
-        profile=profile, source=source, postgres=pg, mongo=mongo,
+        profile=profile, source=source, data_dir=base, postgres=pg, mongo=mongo,
         backup=build(BackupConfig, merged.get("backup"), "backup", where, dir=base / "backups"),
         cache=build(CacheConfig, merged.get("cache"), "cache", where, dir=cache_home() / "results"),
         schema=build(SchemaConfig, merged.get("schema"), "schema", where),
@@ -124,6 +128,16 @@ def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Whe
         encryption=encryption,
         activity=build(ActivityConfig, merged.get("activity"), "activity", where),
     )
+
+
+def _data_dir(profile: str, raw: Any, where: Where) -> Path:
+    """``data_dir:`` as written (``~`` and ``${VAR}`` expanded), else <data home>/<profile>."""
+    if raw is None:
+        return profile_data_dir(profile)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where('data_dir')}: must be a path, got {raw!r}"[:200])
+    text = interpolate(raw, where("data_dir"))
+    return Path(text).expanduser() if text else profile_data_dir(profile)
 
 
 def _postgres(raw: Any, where: Where, base: Path) -> PostgresConfig:

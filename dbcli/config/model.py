@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbcli.config.paths import profile_data_dir
-
 BUILTIN_PROFILE = "local"
 # the activity_buckets JSON Schema of the sample shop allows at most 200 events per bucket
 MAX_BUCKET_SIZE = 200
@@ -62,6 +60,7 @@ class PostgresConfig(Section):
     password_file: str | None = None
     connect_timeout: float = field(default=5.0, metadata=limits(0))
     statement_timeout: float | None = field(default=None, metadata=limits(0))
+    liveness_check: float = field(default=10.0, metadata=limits(0))  # 0: never (see postgres.watch)
     application_name: str = "dbcli"
     pool: PoolConfig = field(default_factory=PoolConfig)
 
@@ -75,6 +74,9 @@ class MongoConfig(Section):
     data_dir: str = ""
     password_file: str | None = None
     connect_timeout: float = field(default=5.0, metadata=limits(0))
+    server_selection_timeout: float | None = field(default=None, metadata=limits(0))  # None: connect_timeout
+    socket_timeout: float = field(default=60.0, metadata=limits(0))  # 0: no limit
+    timeout: float | None = field(default=None, metadata=limits(0))  # pymongo's timeoutMS; None: none
     write_concern: str | int | None = None
     read_preference: str | None = None
 
@@ -137,7 +139,10 @@ class ActivityConfig(Section):
 @dataclass(repr=False, eq=False)
 class Config(Section):
     profile: str
-    source: Path | None
+    source: Path | None  # the config file read; None: no file, the built-in profile
+    # the profile's data dir (``data_dir:`` in the file, default <data home>/<profile>); the
+    # default postgres/mongo data dirs and backup dir are under it
+    data_dir: Path
     postgres: PostgresConfig
     mongo: MongoConfig
     backup: BackupConfig
@@ -146,7 +151,3 @@ class Config(Section):
     reports: ReportsConfig
     encryption: EncryptionConfig
     activity: ActivityConfig
-
-    @property
-    def data_dir(self) -> Path:
-        return profile_data_dir(self.profile)

@@ -25,5 +25,15 @@ def cache_home() -> Path:
 
 
 def profile_data_dir(profile: str) -> Path:
-    """``<data home>/<profile>``, the profile name made safe for a file name."""
-    return data_home() / re.sub(r"[^A-Za-z0-9_.-]", "_", profile)
+    """``<data home>/<profile>``, the profile name made safe for a file name.
+
+    A leading dot becomes ``_`` too: ``..`` must not name the data home's parent, and names
+    starting with a dot are left to dbcli's own bookkeeping (``.servers``).
+    """
+    return data_home() / re.sub(r"^\.|[^A-Za-z0-9_.-]", "_", profile)
+
+
+def servers_registry() -> Path:
+    """Where dbcli notes each local server it starts (``servers.registry``): in the data home, next
+    to the profiles' data, so that whoever sees the data sees the servers running on it."""
+    return data_home() / ".servers"

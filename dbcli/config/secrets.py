@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+import stat
+import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -28,11 +31,21 @@ def decode_key(text: str, where: str) -> bytes:
 
 
 def read_secret(path: str, where: str) -> str:
-    """The first line's worth of a password file (surrounding white space dropped)."""
+    """The first line's worth of a password file (surrounding white space dropped).
+
+    A regular file that its group or others may read is used, with a warning on stderr worded as
+    libpq's for ``.pgpass`` (docs/configuration.md says why dbcli warns where libpq refuses).
+    """
     try:
-        return Path(path).expanduser().read_text(encoding="utf-8").strip()
+        with Path(path).expanduser().open(encoding="utf-8") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            text = fh.read()
     except OSError as e:
         raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
+    if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"Warning: {where} {path} has group or world access; permissions should be u=rw (0600) "
+              f"or less (chmod 600 {path})", file=sys.stderr, flush=True)
+    return text.strip()
 
 
 def with_password(uri: str, password: str, where: str) -> str:
@@ -40,10 +53,7 @@ def with_password(uri: str, password: str, where: str) -> str:
     parts = urlsplit(uri)
     if not parts.username:
         raise ConfigError(f"{where} is set but mongo.uri names no user")
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    if "," in parts.netloc:  # replica-set host lists: keep them as written
-        netloc = f"{parts.username}:{quote(password, safe='')}@{parts.netloc.rsplit('@', 1)[-1]}"
+    # the hosts as written: a replica set's list (``h1:27017,h2:27017``) is no single host and port
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{parts.username}:{quote(password, safe='')}@{hosts}"
     return urlunsplit(parts._replace(netloc=netloc))

@@ -24,7 +24,7 @@ from pymongo import UpdateOne
 from dbcli.cache.store import note_write as note_table_write
 from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor, is_token, map_paths
-from dbcli.errors import ConfigError, InvalidInputError
+from dbcli.errors import ConfigError, InvalidInputError, UsageError
 from dbcli.mongo.collections import note_write as note_collection_write
 from dbcli.mongo.connection import session
 from dbcli.postgres import catalog
@@ -73,7 +73,7 @@ def rotate(cfg: Config, *, batch_size: int = 500, dry_run: bool = False,
         raise ConfigError("encryption.key is not set", hint="set the new key in encryption.key and move the "
                           "old one to encryption.previous_keys")
     if batch_size < 1:
-        raise InvalidInputError("--batch-size must be at least 1")
+        raise UsageError("--batch-size must be at least 1")
     counts: list[RotateCount] = []
     if enc.columns:
         counts += _rotate_columns(cfg, enc, batch_size, dry_run, on_batch)

@@ -6,7 +6,7 @@ import difflib
 from typing import TYPE_CHECKING, Any
 
 from dbcli.cache.store import note_write as cache_note_write
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConflictError, InvalidInputError, NotFoundError
 from dbcli.mongo.connection import session

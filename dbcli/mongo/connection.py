@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbcli.config.load import Config, redact_text
+from dbcli.config.model import Config
+from dbcli.config.redact import redact_text
 from dbcli.errors import (
     ConfigError,
     ConflictError,
@@ -40,13 +41,18 @@ def client(cfg: Config, **overrides: Any) -> MongoClient[dict[str, Any]]:
     from pymongo import MongoClient  # see the module docstring
     from pymongo.errors import ConfigurationError, InvalidURI
 
-    timeout_ms = int(cfg.mongo.connect_timeout * 1000)
+    m = cfg.mongo
     options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": timeout_ms,
-        "connectTimeoutMS": timeout_ms,
+        "serverSelectionTimeoutMS": milliseconds(m.connect_timeout if m.server_selection_timeout is None
+                                                 else m.server_selection_timeout),
+        "connectTimeoutMS": milliseconds(m.connect_timeout),
+        # without it a server that stops answering mid-operation leaves pymongo waiting forever
+        "socketTimeoutMS": milliseconds(m.socket_timeout) or None,
         "appname": "dbcli",
         "tz_aware": True,
     }
+    if m.timeout:
+        options["timeoutMS"] = milliseconds(m.timeout)
     if cfg.mongo.write_concern is not None:
         wc = cfg.mongo.write_concern
         options["w"] = int(wc) if isinstance(wc, str) and wc.isdigit() else wc
@@ -57,6 +63,11 @@ def client(cfg: Config, **overrides: Any) -> MongoClient[dict[str, Any]]:
         return MongoClient(uri(cfg), **options)
     except (ConfigurationError, InvalidURI, ValueError, TypeError) as e:
         raise ConfigError(f"mongo settings are invalid: {redact_text(str(e))}") from None
+
+
+def milliseconds(seconds: float) -> int:
+    """A timeout in seconds as pymongo's milliseconds; a fraction of a millisecond is 1, not 0."""
+    return max(1, round(seconds * 1000)) if seconds else 0
 
 
 def database(cfg: Config, mc: MongoClient[dict[str, Any]] | None = None) -> Database[dict[str, Any]]:
@@ -161,6 +172,22 @@ def _bulk_error(e: Exception) -> DbcliError:
     if code == 121:
         return InvalidInputError(f"document failed validation: {msg}{more}")
     return DbcliError(f"MongoDB bulk write failed: {msg}{more}")
+
+
+# what MongoDB has allowed since 1.8, for a server whose hello does not say
+DEFAULT_MAX_DOCUMENT = 16 << 20
+
+
+def max_document_size(db: Database[dict[str, Any]]) -> int:
+    """The server's ``maxBsonObjectSize``. FerretDB stores bigger documents than it announces, but
+    pymongo and every other driver refuse them on the way back, so dbcli keeps to the announced size."""
+    announced = db.command("hello").get("maxBsonObjectSize")
+    return int(announced) if isinstance(announced, int) and announced > 0 else DEFAULT_MAX_DOCUMENT
+
+
+def too_large(size: int, limit: int) -> str:
+    """Why a document of ``size`` bytes is refused."""
+    return f"the document is {size} bytes of BSON, over the server's limit of {limit} (maxBsonObjectSize)"
 
 
 def server_info(mc: MongoClient[dict[str, Any]]) -> dict[str, Any]:

@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import bson
 from bson import ObjectId
 from pymongo.errors import BulkWriteError
 
-from dbcli.config.load import Config, redact_text
+from dbcli.config.model import Config
+from dbcli.config.redact import redact_text
 from dbcli.encryption.fields import Encryptor
-from dbcli.errors import ConflictError, DbcliError, InvalidInputError
+from dbcli.errors import ConflictError, DbcliError, InvalidInputError, UsageError
 from dbcli.mongo import connection, update_sim
 from dbcli.mongo.collections import existing, note_write
-from dbcli.mongo.connection import session, translated
+from dbcli.mongo.connection import max_document_size, session, too_large, translated
 from dbcli.mongo.json_schema import Problem, schema_checker
 from dbcli.mongo.query import Query, check_name, check_query
 from dbcli.output import to_json
@@ -65,6 +67,7 @@ def insert(cfg: Config, name: str, docs: list[dict[str, Any]], *, lines: list[in
     where = (lambda i: f"line {lines[i]}") if lines else None
     stored = prepare(cfg, name, docs, where=where)
     with session(cfg) as db, translated(stored):
+        check_sizes(stored, max_document_size(db), where or (lambda i: f"document {i + 1}"))
         try:
             db[name].insert_many(stored, ordered=True)
         except BulkWriteError as e:
@@ -74,6 +77,14 @@ def insert(cfg: Config, name: str, docs: list[dict[str, Any]], *, lines: list[in
             raise _write_error(e, lines, done) from None
     note_write(cfg, name)
     return docs
+
+
+def check_sizes(docs: list[dict[str, Any]], limit: int, label: Callable[[int], str]) -> None:
+    """Refuse the lot when one document is over the server's size limit (before anything is sent)."""
+    for i, doc in enumerate(docs):
+        size = len(bson.encode(doc))
+        if size > limit:
+            raise InvalidInputError(f"{label(i)}: {too_large(size, limit)}; nothing was inserted")
 
 
 def _write_error(e: Any, lines: list[int] | None, done: int) -> DbcliError:
@@ -98,7 +109,7 @@ def find(cfg: Config, name: str, query: Query, *, on_done: Callable[[Encryptor |
     collection or a filter the server rejects fails before anything is printed.
     """
     if query.limit < 0 or query.skip < 0:
-        raise InvalidInputError("--limit and --skip must not be negative")
+        raise UsageError("--limit and --skip must not be negative")
     enc = Encryptor.from_config(cfg)
     decrypt = enc.decrypt_doc if enc is not None and enc.fields_for(name) else None
     check_query(enc, name, query.filter, query.sort)

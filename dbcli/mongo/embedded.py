@@ -18,8 +18,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dbcli.config.load import Config, cache_home
+from dbcli.config.model import Config
+from dbcli.config.paths import cache_home
 from dbcli.errors import ConfigError, UnreachableError
+from dbcli.servers import registry
 
 FERRETDB_VERSION = "v1.24.2"
 
@@ -155,6 +157,7 @@ def _start(cfg: Config, data_dir: Path) -> LocalMongo:
     tmp = _state_file(data_dir).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))
     tmp.replace(_state_file(data_dir))
+    registry.note("mongo", data_dir)  # so `local status` finds it whatever the profile
     return state
 
 
@@ -179,4 +182,5 @@ def stop(data_dir: Path) -> bool:
     else:
         os.kill(server.pid, signal.SIGKILL)
     _state_file(data_dir).unlink(missing_ok=True)
+    registry.forget("mongo", data_dir)
     return True

@@ -12,13 +12,13 @@ from typing import IO, Any
 
 from bson import json_util
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import UsageError
 from dbcli.mongo.collections import existing
 from dbcli.mongo.connection import session, translated
 from dbcli.mongo.query import ABSENT, check_query, dotted
-from dbcli.output import cell_text
+from dbcli.output import JSON_SEPARATORS, cell_text
 
 EXPORT_FORMATS = ("jsonl", "json", "csv")
 CSV_SAMPLE = 1000
@@ -62,7 +62,7 @@ def export_documents(cfg: Config, name: str, out: IO[str], *, filter_doc: dict[s
                 _csv(docs, out, fields, result)
             else:
                 def dump(d: dict[str, Any]) -> str:
-                    return json_util.dumps(d, json_options=opts, ensure_ascii=False)
+                    return json_util.dumps(d, json_options=opts, ensure_ascii=False, separators=JSON_SEPARATORS)
                 if fmt == "jsonl":
                     for d in docs:
                         out.write(dump(d) + "\n")

@@ -24,11 +24,12 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from dbcli import readers
-from dbcli.config.load import Config, redact_text
+from dbcli.config.model import Config
+from dbcli.config.redact import redact_text
 from dbcli.encryption.fields import Encryptor
-from dbcli.errors import InvalidInputError
+from dbcli.errors import InvalidInputError, UsageError
 from dbcli.mongo.collections import note_write
-from dbcli.mongo.connection import session, translated
+from dbcli.mongo.connection import max_document_size, session, translated
 from dbcli.mongo.json_schema import schema_checker
 from dbcli.mongo.query import check_name, dotted
 from dbcli.mongo.spool import SPOOL_IN_MEMORY, ImportReport, first_pass, parallel_first_pass, parallel_plan, read_spool
@@ -45,16 +46,18 @@ def import_documents(cfg: Config, name: str, source: str, *, fmt: str | None = N
     """Import ``source`` (a path or ``-``) into collection ``name``; see the module docstring."""
     check_name(name)
     if batch_size < 1:
-        raise InvalidInputError("--batch-size must be at least 1")
+        raise UsageError("--batch-size must be at least 1")
     enc = Encryptor.from_config(cfg)
     encrypted = enc.fields_for(name) if enc is not None else set()
     if upsert_key is not None:
         if not upsert_key or upsert_key.startswith("$"):
-            raise InvalidInputError(f"--upsert-key: invalid field name {upsert_key!r}")
+            raise UsageError(f"--upsert-key: invalid field name {upsert_key!r}")
         if any(upsert_key == f or upsert_key.startswith(f + ".") for f in encrypted):
             raise InvalidInputError(f"--upsert-key {upsert_key!r} is an encrypted field: "
                                     "ciphertexts never compare equal")
     report = ImportReport(collection=name)
+    with session(cfg) as db:  # before pass 1, which refuses documents over the server's size limit
+        max_size = max_document_size(db)
     with ExitStack() as stack:
         chunks = parallel_plan(source, fmt)
         if chunks is None:
@@ -65,7 +68,7 @@ def import_documents(cfg: Config, name: str, source: str, *, fmt: str | None = N
                 invalid = first_pass(readers.iter_records(stream, readers.guess_format(source, stream, fmt),
                                                           extended=True, json_only=True),
                                      spool, report, schema_checker(cfg, name), enc if encrypted else None, name,
-                                     upsert_key)
+                                     upsert_key, max_size)
             finally:
                 if source != "-":
                     stream.close()
@@ -73,11 +76,13 @@ def import_documents(cfg: Config, name: str, source: str, *, fmt: str | None = N
             spools: list[IO[bytes]] = [spool]
         else:
             tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dbcli-import-"))
-            paths, invalid = parallel_first_pass(cfg, name, source, chunks, upsert_key, report, tmpdir)
+            paths, invalid = parallel_first_pass(cfg, name, source, chunks, upsert_key, report, tmpdir,
+                                                  max_size)
             spools = [stack.enter_context(open(p, "rb")) for p in paths]
         if invalid and not skip_invalid:
             more = f" (and {invalid - 1} more)" if invalid > 1 else ""
-            raise InvalidInputError(f"{invalid} document(s) violate the {name} schema, nothing was imported: "
+            what = f"violate the {name} schema" if report.schema_invalid == invalid else "cannot be imported"
+            raise InvalidInputError(f"{invalid} document(s) {what}, nothing was imported: "
                                     f"{report.problems[0]}{more}",
                                     hint="--skip-invalid imports the valid ones and reports the others")
         if report.read > invalid:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.schema.files import CollectionSpec, json_value, validator_for
 
 # ``doc -> the first violation as one line, or None``

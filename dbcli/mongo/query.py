@@ -16,7 +16,7 @@ from bson import json_util
 from bson.errors import BSONError
 
 from dbcli.encryption.fields import Encryptor
-from dbcli.errors import InvalidInputError
+from dbcli.errors import InvalidInputError, UsageError
 
 # tz-aware like the documents pymongo returns (connection.client sets tz_aware), so the two compare
 JSON_OPTIONS = json_util.DEFAULT_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=dt.UTC)
@@ -40,8 +40,10 @@ def parse_json(text: str | None, option: str) -> Any:
         return None
     try:
         return json_util.loads(text, json_options=JSON_OPTIONS)
-    except (ValueError, TypeError, KeyError, OverflowError, BSONError) as e:
-        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    except (ValueError, TypeError, KeyError, OverflowError, BSONError, ArithmeticError) as e:
+        # decimal's errors (a bad $numberDecimal) say nothing readable
+        detail = ("invalid $numberDecimal value" if isinstance(e, ArithmeticError)
+                  else str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
         raise InvalidInputError(f"{option}: invalid JSON ({detail})") from None
 
 
@@ -85,10 +87,10 @@ def parse_fields(text: str | None) -> list[str] | None:
         return None
     fields = [f.strip() for f in text.split(",") if f.strip()]
     if not fields:
-        raise InvalidInputError("--fields: name at least one field")
+        raise UsageError("--fields: name at least one field")
     for f in fields:
         if f.startswith("$") or ".." in f or f.endswith("."):
-            raise InvalidInputError(f"--fields: invalid field name {f!r}")
+            raise UsageError(f"--fields: invalid field name {f!r}")
     return fields
 
 

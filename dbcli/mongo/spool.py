@@ -24,8 +24,9 @@ from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
 
 from dbcli import errors, readers
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
+from dbcli.mongo.connection import DEFAULT_MAX_DOCUMENT, too_large
 from dbcli.mongo.json_schema import Problem, schema_checker
 from dbcli.mongo.query import ABSENT, dotted
 
@@ -49,6 +50,7 @@ class ImportReport:
     rejected: int = 0
     rejected_lines: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # first few reasons, "line N: ..."
+    schema_invalid: int = 0  # of the rejected in pass 1, those the JSON Schema refused
 
     def as_row(self) -> dict[str, Any]:
         return {"collection": self.collection, "read": self.read, "inserted": self.inserted,
@@ -64,13 +66,19 @@ class ImportReport:
 
 
 def first_pass(records: Iterator[tuple[int, dict[str, Any]]], spool: IO[bytes], report: ImportReport,
-               problem: Problem | None, enc: Encryptor | None, name: str, upsert_key: str | None) -> int:
-    """Validate, encrypt and BSON-encode every record into ``spool``; returns how many were invalid."""
+               problem: Problem | None, enc: Encryptor | None, name: str, upsert_key: str | None,
+               max_size: int = DEFAULT_MAX_DOCUMENT) -> int:
+    """Validate, encrypt and BSON-encode every record into ``spool``; returns how many were invalid.
+
+    ``max_size``: the server's maxBsonObjectSize; a bigger document is invalid.
+    """
     invalid = 0
     write, pack, encode, new_id = spool.write, _HEAD.pack, bson.encode, bson.ObjectId
     for lineno, doc in records:
         report.read += 1
         why = problem(doc) if problem is not None else None
+        if why is not None:
+            report.schema_invalid += 1
         if why is None and upsert_key is not None and dotted(doc, upsert_key) is ABSENT:
             why = f"no value for the upsert key {upsert_key!r}"
         if why is None:
@@ -83,6 +91,10 @@ def first_pass(records: Iterator[tuple[int, dict[str, Any]]], spool: IO[bytes], 
             except (InvalidDocument, OverflowError, TypeError, ValueError) as e:
                 why = f"cannot be encoded as BSON ({str(e).splitlines()[0][:120]})"
             else:
+                if len(data) > max_size:
+                    invalid += 1
+                    report.reject(lineno, too_large(len(data), max_size))
+                    continue
                 write(pack(lineno, len(data)))
                 write(data)
                 continue
@@ -172,11 +184,12 @@ class _PartResult:
     invalid: int = 0
     rejected_lines: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    schema_invalid: int = 0
     error: tuple[str, str, str | None] | None = None  # class name, message, hint (exceptions lose hints)
 
 
 def _part_pass(cfg: Config, name: str, path: str, start: int, end: int, lines_before: int,
-               upsert_key: str | None, spool_path: str) -> _PartResult:
+               upsert_key: str | None, spool_path: str, max_size: int) -> _PartResult:
     """Pass 1 over one part of the file into its own spool; runs in a worker process."""
     result = _PartResult()
     report = ImportReport(collection=name)
@@ -186,22 +199,25 @@ def _part_pass(cfg: Config, name: str, path: str, start: int, end: int, lines_be
                                        extended=True)
         with open(spool_path, "wb") as spool:
             result.invalid = first_pass(records, spool, report, schema_checker(cfg, name),
-                                        enc if enc is not None and enc.fields_for(name) else None, name, upsert_key)
+                                        enc if enc is not None and enc.fields_for(name) else None, name, upsert_key,
+                                        max_size)
     except errors.DbcliError as e:
         result.error = (type(e).__name__, e.message, e.hint)
     result.read, result.rejected_lines, result.problems = report.read, report.rejected_lines, report.problems
+    result.schema_invalid = report.schema_invalid
     return result
 
 
 def parallel_first_pass(cfg: Config, name: str, path: str, parts: list[tuple[int, int, int]],
-                        upsert_key: str | None, report: ImportReport, tmpdir: str) -> tuple[list[str], int]:
+                        upsert_key: str | None, report: ImportReport, tmpdir: str, max_size: int
+                        ) -> tuple[list[str], int]:
     """Pass 1 over ``parts`` of ``path``, one spool file each in ``tmpdir``: (spool paths, invalid)."""
     spools = [os.path.join(tmpdir, f"part{i}.bson") for i in range(len(parts))]
     # spawn, not fork: the parent may hold driver threads and locks a forked child would inherit
     with ProcessPoolExecutor(max_workers=len(parts) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_part_pass, cfg, name, path, *parts[i], upsert_key, spools[i])
+        futures = [pool.submit(_part_pass, cfg, name, path, *parts[i], upsert_key, spools[i], max_size)
                    for i in range(1, len(parts))]
-        results = [_part_pass(cfg, name, path, *parts[0], upsert_key, spools[0])]
+        results = [_part_pass(cfg, name, path, *parts[0], upsert_key, spools[0], max_size)]
         results += [f.result() for f in futures]
     invalid = 0
     for part in results:  # in file order, so the first error reported is the first in the file
@@ -211,6 +227,7 @@ def parallel_first_pass(cfg: Config, name: str, path: str, parts: list[tuple[int
         report.read += part.read
         report.rejected += part.invalid
         invalid += part.invalid
+        report.schema_invalid += part.schema_invalid
         report.rejected_lines = (report.rejected_lines + part.rejected_lines)[:SHOWN_LINES]
         report.problems = (report.problems + part.problems)[:5]
     return spools, invalid

@@ -12,6 +12,7 @@ from dbcli.config.redact import redact_text
 from dbcli.errors import UnreachableError
 from dbcli.postgres.errors import errors_translated, from_sqlstate, translate, unreachable
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.watch import WatchedConnection
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -29,9 +30,10 @@ def conninfo(cfg: Config, *, dbname: str | None = None) -> str:
 def connect(cfg: Config, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection[Any]:
     info = conninfo(cfg, dbname=dbname)
     try:
-        conn = psycopg.connect(info, autocommit=autocommit)
+        conn = WatchedConnection.connect(info, autocommit=autocommit)
     except psycopg.Error as e:
         raise translate(e, cfg) from None
+    conn.watch(cfg.postgres.liveness_check, info)
     if cfg.postgres.statement_timeout:
         conn.execute("SELECT set_config('statement_timeout', %s, false)",
                      (f"{int(cfg.postgres.statement_timeout * 1000)}ms",))
@@ -40,13 +42,17 @@ def connect(cfg: Config, *, autocommit: bool = False, dbname: str | None = None)
     return conn
 
 
-def make_pool(cfg: Config, *, min_size: int | None = None, max_size: int | None = None) -> ConnectionPool:
+def make_pool(cfg: Config, *, min_size: int | None = None, max_size: int | None = None
+              ) -> ConnectionPool[WatchedConnection]:
     """A psycopg_pool pool sized from ``postgres.pool`` (opened; close it or use ``with``)."""
     # psycopg_pool costs ~6 ms more at start-up, and only long-running callers use a pool
     from psycopg_pool import ConnectionPool
 
+    info = conninfo(cfg)
     pool = ConnectionPool(
-        conninfo(cfg),
+        info,
+        connection_class=WatchedConnection,
+        configure=lambda conn: conn.watch(cfg.postgres.liveness_check, info),
         min_size=min_size or cfg.postgres.pool.min_size,
         max_size=max_size or cfg.postgres.pool.max_size,
         timeout=cfg.postgres.connect_timeout,

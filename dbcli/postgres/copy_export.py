@@ -6,13 +6,15 @@ encrypted columns are exported row by row instead, so the values can be decrypte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
 from typing import IO, Any
 
 from psycopg import sql
 
 from dbcli.errors import UsageError
-from dbcli.output import Output
+from dbcli.output import Output, to_json
 from dbcli.postgres.tables import Filter, TableGateway
 from dbcli.postgres.uow import UnitOfWork
 
@@ -31,6 +33,9 @@ def export_table(uow: UnitOfWork, name: str, sink: IO[bytes], *, fmt: str = "csv
     return _export_copy(gw, sink, fmt, filters, columns, order_by)
 
 
+_JSON_TYPES = frozenset({"json", "jsonb", "_json", "_jsonb"})
+
+
 def _export_copy(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[Filter],
                  columns: Sequence[str] | None, order_by: Sequence[str]) -> int:
     _, select, params = gw.select_sql(filters, columns=columns, order_by=order_by)
@@ -45,12 +50,25 @@ def _export_copy(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[
     with gw.conn.cursor() as cur:
         # COPY takes no bound parameters: psycopg merges them client-side with its own quoting
         with cur.copy(statement, params or None) as copy:
+            chunks: Iterable[Any] = copy
+            if fmt != "csv" and any(gw.table.columns[c].base_type in _JSON_TYPES
+                                    for c in columns or gw.table.columns if c in gw.table.columns):
+                chunks = _compacted(copy)
             if fmt == "json":
-                _json_array(copy, sink)
+                _json_array(chunks, sink)
             else:
-                for chunk in copy:
+                for chunk in chunks:
                     sink.write(chunk)
         return max(cur.rowcount, 0)
+
+
+def _compacted(chunks: Iterable[Any]) -> Iterator[bytes]:
+    """JSON lines re-encoded in dbcli's compact form: row_to_json embeds json and jsonb values in
+    PostgreSQL's own text form ({"k": 1, "n": [1, 2]}). Numbers keep their exact text."""
+    for chunk in chunks:
+        lines = bytes(chunk).split(b"\n")
+        yield b"\n".join(to_json(json.loads(line, parse_float=Decimal)).encode() if line else line
+                         for line in lines)
 
 
 def _json_array(chunks: Any, sink: IO[bytes]) -> None:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from dbcli.errors import DbcliError, InvalidInputError
-from dbcli.postgres.catalog import Table, unique_keys, unknown_message
+from dbcli.postgres.catalog import Column, Table, unique_keys, unknown_message
 from dbcli.postgres.errors import translate
 from dbcli.postgres.tables import TableGateway, bump_sequences
 
@@ -132,11 +132,13 @@ def _merge(gw: TableGateway, cur: psycopg.Cursor[Any], stage: sql.Composable, na
     settable = [n for n in names if n not in key.columns and table.columns[n].identity != "a"]
     target = (sql.SQL("ON CONSTRAINT {}").format(sql.Identifier(key.constraint)) if key.constraint
               else sql.SQL("({})").format(idents(key.columns)))
+    # a row whose values are all the same is left alone (no new row version) and counted unchanged
     action = (sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in settable)
+        + sql.SQL(" WHERE ") + sql.SQL(" OR ").join(_differs(table.columns[n]) for n in settable)
         if settable else sql.SQL("DO NOTHING"))
     query = sql.SQL(
-        "WITH merged AS (INSERT INTO {table} ({cols}) {override}SELECT {cols} FROM {stage} ON CONFLICT {target} "
+        "WITH merged AS (INSERT INTO {table} AS t ({cols}) {override}SELECT {cols} FROM {stage} ON CONFLICT {target} "
         "{action} RETURNING (xmax = 0) AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged").format(
             table=table.ident(), cols=idents(names), stage=stage, target=target, action=action,
@@ -150,6 +152,24 @@ def _merge(gw: TableGateway, cur: psycopg.Cursor[Any], stage: sql.Composable, na
         raise translate(e) from e
     inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
     return inserted, updated
+
+
+# types without an equality operator (xml, the geometric types), or whose "=" is not sameness (box
+# and circle compare areas): their values are compared as text. json (kept as typed, spaces and
+# all) is compared as jsonb, so the same value written differently is unchanged.
+_AS_TEXT = frozenset({"xml", "point", "lseg", "line", "box", "path", "polygon", "circle"})
+
+
+def _differs(column: Column) -> sql.Composable:
+    """``t.c IS DISTINCT FROM EXCLUDED.c``, through a cast where the type has no equality to compare with."""
+    kind = column.element_type or column.base_type
+    cast = "jsonb" if kind == "json" else "text" if kind in _AS_TEXT else None
+    if cast is not None:
+        if column.element_type:
+            cast += "[]"
+        return sql.SQL("t.{0}::{1} IS DISTINCT FROM EXCLUDED.{0}::{1}").format(sql.Identifier(column.name),
+                                                                              sql.SQL(cast))
+    return sql.SQL("t.{0} IS DISTINCT FROM EXCLUDED.{0}").format(sql.Identifier(column.name))
 
 
 def idents(names: Sequence[str]) -> sql.Composable:

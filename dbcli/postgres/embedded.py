@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbcli.errors import UnreachableError
+from dbcli.servers import registry
 
 DEFAULT_DBNAME = "dbcli"
 SUPERUSER = "postgres"
@@ -96,6 +97,7 @@ def _start(data_dir: Path) -> RunningServer:
     server = running(data_dir)
     if server is None:
         raise UnreachableError(f"the embedded PostgreSQL in {data_dir} did not start")
+    registry.note("postgres", data_dir)  # so `local status` finds it whatever the profile
     return server
 
 
@@ -129,6 +131,7 @@ def stop(data_dir: Path) -> bool:
         marker.unlink(missing_ok=True)
     if result.returncode != 0 and running(data_dir) is not None:
         raise UnreachableError(f"pg_ctl stop failed: {result.stderr.strip()[:200]}")
+    registry.forget("postgres", data_dir)
     return True
 
 

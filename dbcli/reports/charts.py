@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from dbcli.errors import InvalidInputError
-from dbcli.output import Output, cell_text
+from dbcli.output import Output, cell_text, counted
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _FULL = "█"
@@ -97,5 +97,5 @@ def render(out: Output, rows: Sequence[Mapping[str, Any]], columns: Sequence[str
         for b in drawn:
             stream.write(f"{b.label}  {b.value}  {b.cells}".rstrip() + "\n")
     if left_out:
-        stream.write(f"({left_out} more rows not charted)\n")
+        stream.write(f"({counted(left_out, 'more row')} not charted)\n")
     stream.flush()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from dbcli.errors import ConfigError, InvalidInputError
+from dbcli.errors import ConfigError, InvalidInputError, UsageError
 
 PARAM_TYPES = ("int", "float", "decimal", "str", "date", "datetime", "bool")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -246,14 +246,14 @@ def resolve(report: str, params: Sequence[Param], given: Mapping[str, Any],
 
 
 def parse_param_args(args: Sequence[str]) -> dict[str, str]:
-    """``["user_id=3", "from=2024-01-01"]`` -> mapping; a malformed one exits 5."""
+    """``["user_id=3", "from=2024-01-01"]`` -> mapping; a malformed one is a usage error (exit 2)."""
     out: dict[str, str] = {}
     for arg in args:
         key, sep, value = arg.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise InvalidInputError(f"--param {arg!r}: expected KEY=VALUE")
+            raise UsageError(f"--param {arg!r}: expected KEY=VALUE")
         if key in out:
-            raise InvalidInputError(f"--param {key!r} is given twice")
+            raise UsageError(f"--param {key!r} is given twice")
         out[key] = value
     return out

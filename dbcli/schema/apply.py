@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConfigError, UsageError
 from dbcli.mongo.validation import MongoChange
 from dbcli.schema import migrations as pg_migrations

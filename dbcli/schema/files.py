@@ -16,9 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConfigError, InvalidInputError
 
+LAYOUT_HINT = ("expected postgres/0001_name.sql ... (migrations) and/or mongo/<collection>.json "
+               "(collection specs); see docs/schema.md")
 MIGRATION_NAME = re.compile(r"^(\d{4,})_([A-Za-z0-9_.-]+)\.sql$")
 
 
@@ -35,7 +37,26 @@ def schema_dir(cfg: Config) -> Path:
     path = cfg.schema.dir.expanduser() if cfg.schema.dir else default_dir()
     if not path.is_dir():
         raise ConfigError(f"schema directory not found: {path}", hint="set schema.dir in the config")
+    check_layout(path)
     return path
+
+
+def check_layout(path: Path) -> None:
+    """A schema directory holds ``postgres/`` (migrations) and/or ``mongo/`` (collection specs).
+
+    Files laid out otherwise would be ignored, and ``schema apply`` would call the schema up to
+    date: SQL files at the top, or neither folder, is a configuration error instead.
+    """
+    top_sql = sorted(p.name for p in path.glob("*.sql"))
+    if top_sql:
+        found = ", ".join(top_sql[:3]) + (f" and {len(top_sql) - 3} more" if len(top_sql) > 3 else "")
+        raise ConfigError(f"schema directory {path} has SQL files at its top ({found}): migrations belong "
+                          f"in {path / 'postgres'}", hint=LAYOUT_HINT)
+    if not (path / "postgres").is_dir() and not (path / "mongo").is_dir():
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+        found = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise ConfigError(f"schema directory {path} has neither postgres/ nor mongo/ "
+                          f"(found: {found or 'nothing'})", hint=LAYOUT_HINT)
 
 
 @dataclass(frozen=True)

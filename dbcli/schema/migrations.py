@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from dbcli import __version__
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConflictError, DbcliError, InvalidInputError, LockedError, UnreachableError
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.errors import errors_translated, translate

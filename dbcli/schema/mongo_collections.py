@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.mongo import connection as mongo
 from dbcli.mongo import validation
 from dbcli.mongo.validation import MongoChange
-from dbcli.schema.files import collection_specs
+from dbcli.schema.files import CollectionSpec, collection_specs
 
+# what another process applying the same schema at the same moment makes a step fail with:
+# NamespaceExists, IndexAlreadyExists, IndexOptionsConflict, IndexKeySpecsConflict
+DONE_BY_ANOTHER = {48, 68, 85, 86}
 VALIDATORS_NOTE = ("note: this MongoDB-wire server does not support collection validators (FerretDB); "
                    "dbcli validates every document it writes against the same JSON Schema client-side")
 
@@ -32,10 +35,39 @@ def apply_collections(cfg: Config, dry_run: bool) -> tuple[list[MongoChange], bo
                     supported = False
                     changes = [c for c in changes if c.action != "set validator"]
             else:
-                changes, supported = validation.apply(db, specs)
+                changes, supported = apply_concurrently(db, specs)
     finally:
         client.close()
     return changes, supported
+
+
+def apply_concurrently(db: Any, specs: dict[str, CollectionSpec]) -> tuple[list[MongoChange], bool]:
+    """``validation.apply``, safe when other processes apply the same specs at the same moment.
+
+    A step another process has just done fails (NamespaceExists, or an index conflict when the
+    other created the same index); the plan is then read again, and what is now present drops
+    out of it. A failure that leaves the plan as long as before is a real conflict (an index of
+    the same keys under another name, say) and is raised.
+    """
+    # pymongo costs about 125 ms to import: `schema apply` loads this module even for PostgreSQL alone
+    from pymongo.errors import OperationFailure
+
+    left = _creations(db, specs)
+    while True:
+        try:
+            return validation.apply(db, specs)
+        except OperationFailure as e:
+            if e.code not in DONE_BY_ANOTHER:
+                raise
+            now = _creations(db, specs)
+            if now >= left:
+                raise
+            left = now
+
+
+def _creations(db: Any, specs: dict[str, CollectionSpec]) -> int:
+    # validators are left out: a server without them (FerretDB) has "set validator" in every plan
+    return sum(1 for c in validation.plan(db, specs) if c.action.startswith("create"))
 
 
 def status_rows(cfg: Config) -> list[dict[str, Any]]:

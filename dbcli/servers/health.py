@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import DbcliError, UnreachableError
 from dbcli.mongo import connection as mongo

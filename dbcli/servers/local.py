@@ -1,52 +1,90 @@
-"""The local servers of a profile (the embedded PostgreSQL, a local mongod/FerretDB): status and stop.
+"""The local servers (the embedded PostgreSQL, a local mongod/FerretDB): status and stop.
 
+The profile's own servers first, then every other server dbcli started on this machine that still
+runs (from ``servers.registry``; notes of servers that stopped are removed on the way).
 Reads pid files and sockets only: no database driver is imported, so ``dbcli local status`` stays quick.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.mongo import embedded as local_mongo
 from dbcli.postgres import embedded as local_pg
+from dbcli.servers import registry
+
+COLUMNS = ["server", "state", "pid", "address", "data_dir", "version", "in_profile"]
+
+
+@dataclass(frozen=True)
+class Stopped:
+    server: str
+    data_dir: Path
+    was_running: bool
+    in_profile: bool
+
+
+def own(cfg: Config) -> list[registry.Noted]:
+    """The profile's local servers, running or not."""
+    found: list[registry.Noted] = []
+    if cfg.postgres.embedded:
+        found.append(registry.Noted("postgres", Path(cfg.postgres.data_dir)))
+    mg_dir = Path(cfg.mongo.data_dir)
+    if cfg.mongo.embedded or local_mongo.running(mg_dir):  # `dbcli demo` may have started one
+        found.append(registry.Noted("mongo", mg_dir))
+    return found
+
+
+def others(cfg: Config) -> list[registry.Noted]:
+    """Servers dbcli started that run, but not on this profile's data dirs."""
+    mine = {(n.server, registry.canonical(n.data_dir)) for n in own(cfg)}
+    found = []
+    for item in registry.noted():
+        if (item.server, registry.canonical(item.data_dir)) in mine:
+            continue
+        if _running(item) is None:
+            registry.forget(item.server, item.data_dir)  # prune: it stopped or died
+            continue
+        found.append(item)
+    return found
 
 
 def status(cfg: Config) -> list[dict[str, Any]]:
-    """One row per local server of the profile: running or stopped, pid, address, data dir, version."""
-    rows: list[dict[str, Any]] = []
-    pg_dir = Path(cfg.postgres.data_dir)
-    if cfg.postgres.embedded:
-        pg = local_pg.running(pg_dir)
-        rows.append({
-            "server": "postgres", "state": "running" if pg else "stopped",
-            "pid": pg.pid if pg else None,
-            "address": f"{pg.socket_dir}/.s.PGSQL.{pg.port}" if pg else None,
-            "data_dir": str(pg_dir), "version": _pg_version(pg_dir),
-        })
-    mg_dir = Path(cfg.mongo.data_dir)
-    if cfg.mongo.embedded or local_mongo.running(mg_dir):  # `dbcli demo` may have started one
-        mg = local_mongo.running(mg_dir)
-        rows.append({
-            "server": "mongo", "state": "running" if mg else "stopped",
-            "pid": mg.pid if mg else None, "address": mg.uri if mg else None,
-            "data_dir": str(mg_dir), "version": f"{mg.kind} ({mg.binary})" if mg else None,
-        })
-    return rows
+    """One row per server: the profile's (running or stopped), then the others still running."""
+    return ([_row(item, in_profile=True) for item in own(cfg)]
+            + [_row(item, in_profile=False) for item in others(cfg)])
 
 
-def _pg_version(data_dir: Path) -> str | None:
-    v = local_pg.version(data_dir)
-    return f"PostgreSQL {v}" if v else None
-
-
-def stop(cfg: Config) -> list[tuple[str, bool]]:
-    """Stop the profile's local servers: (server, whether it was running) each."""
-    done: list[tuple[str, bool]] = []
-    if cfg.postgres.embedded:
-        done.append(("postgres", local_pg.stop(Path(cfg.postgres.data_dir))))
-    mg_dir = Path(cfg.mongo.data_dir)
-    if cfg.mongo.embedded or local_mongo.running(mg_dir):  # `dbcli demo` may have started one
-        done.append(("mongo", local_mongo.stop(mg_dir)))
+def stop(cfg: Config, *, everything: bool = False) -> list[Stopped]:
+    """Stop the profile's local servers (``everything``: and every other one dbcli started)."""
+    done = [Stopped(n.server, n.data_dir, _stop(n), True) for n in own(cfg)]
+    if everything:
+        done += [Stopped(n.server, n.data_dir, _stop(n), False) for n in others(cfg)]
     return done
+
+
+def _running(item: registry.Noted) -> local_pg.RunningServer | local_mongo.LocalMongo | None:
+    return local_pg.running(item.data_dir) if item.server == "postgres" else local_mongo.running(item.data_dir)
+
+
+def _stop(item: registry.Noted) -> bool:
+    return local_pg.stop(item.data_dir) if item.server == "postgres" else local_mongo.stop(item.data_dir)
+
+
+def _row(item: registry.Noted, *, in_profile: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"server": item.server, "state": "stopped", "pid": None, "address": None,
+                           "data_dir": str(item.data_dir), "version": None, "in_profile": in_profile}
+    if item.server == "postgres":
+        pg = local_pg.running(item.data_dir)
+        v = local_pg.version(item.data_dir)
+        row["version"] = f"PostgreSQL {v}" if v else None
+        if pg:
+            row.update(state="running", pid=pg.pid, address=f"{pg.socket_dir}/.s.PGSQL.{pg.port}")
+    else:
+        mg = local_mongo.running(item.data_dir)
+        if mg:
+            row.update(state="running", pid=mg.pid, address=mg.uri, version=f"{mg.kind} ({mg.binary})")
+    return row

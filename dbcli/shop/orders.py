@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dbcli.config.load import Config
-from dbcli.errors import ConflictError, InvalidInputError, NotFoundError
+from dbcli.config.model import Config
+from dbcli.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
 from dbcli.output import Output
 from dbcli.shop.models import Order, OrderItem, Payment
 from dbcli.shop.unit_of_work import ShopUnitOfWork
@@ -27,9 +27,9 @@ def parse_item(text: str) -> tuple[int, int]:
     try:
         pid, qty = int(pid_text.strip()), int(qty_text.strip()) if qty_text.strip() else 1
     except ValueError:
-        raise InvalidInputError(f"--item {text!r}: expected PRODUCT_ID:QTY with whole numbers") from None
+        raise UsageError(f"--item {text!r}: expected PRODUCT_ID:QTY with whole numbers") from None
     if qty <= 0:
-        raise InvalidInputError(f"--item {text!r}: the quantity must be at least 1")
+        raise UsageError(f"--item {text!r}: the quantity must be at least 1")
     return pid, qty
 
 
@@ -49,9 +49,9 @@ def place_order(uow: ShopUnitOfWork, user_id: int, items: Sequence[tuple[int, in
     Exit codes: unknown user, product or address 6; inactive product or insufficient stock 7.
     """
     if not items:
-        raise InvalidInputError("an order needs at least one --item PRODUCT_ID:QTY")
+        raise UsageError("an order needs at least one --item PRODUCT_ID:QTY")
     if method is not None and method not in PAYMENT_METHODS:
-        raise InvalidInputError(f"unknown payment method {method!r} (choose from {', '.join(PAYMENT_METHODS)})")
+        raise UsageError(f"unknown payment method {method!r} (choose from {', '.join(PAYMENT_METHODS)})")
     wanted = _merge(items)
     if not uow.users.exists(user_id):
         raise NotFoundError(f"user {user_id} not found")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import uuid
@@ -99,14 +100,14 @@ def test_create_list_verify_restore_round_trip(cli: Any, seeded: Any, tmp_path: 
                                                                    "activity_buckets"}
 
 
-def test_files_are_private_and_manifest_complete(made_backup: MadeBackup) -> None:
+def test_files_are_private_and_manifest_complete(made_backup: MadeBackup, pg_server: PgServer) -> None:
     path = made_backup.root / made_backup.id
     for p in [path, *path.rglob("*")]:
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o700 if p.is_dir() else 0o600), p
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["dbcli_version"]
-    assert manifest["postgres"]["server_version"].startswith("18")
+    assert manifest["postgres"]["server_version"].startswith(f"{pg_server.major}.")
     assert manifest["mongo"]["server"]["flavour"] in ("FerretDB", "MongoDB")
     on_disk = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
@@ -133,6 +134,7 @@ def test_mongo_files_use_mongodump_format(made_backup: MadeBackup) -> None:
     assert len(docs) == expected > 0 and all("_id" in doc for doc in docs)
 
 
+@pytest.mark.pg(">= 17")
 def test_pg_dump_is_restorable_by_pg_restore_alone(made_backup: MadeBackup, pg_server: PgServer,
                                                    empty_target: tuple[str, str]) -> None:
     from dbcli.postgres import embedded as local_pg
@@ -141,6 +143,21 @@ def test_pg_dump_is_restorable_by_pg_restore_alone(made_backup: MadeBackup, pg_s
     proc = subprocess.run([str(local_pg.bin_dir() / "pg_restore"), "--exit-on-error", "--no-owner",
                            "-d", pg_server.conninfo(empty_target[0]), str(dump)],
                           capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert _pg_counts(pg_server, empty_target[0]) == _pg_counts(pg_server, made_backup.pg_db)
+
+
+@pytest.mark.pg("< 17")
+def test_pg_dump_is_restorable_by_the_stock_tools_into_older_servers(made_backup: MadeBackup, pg_server: PgServer,
+                                                                     empty_target: tuple[str, str]) -> None:
+    """pg_restore 17+ sets transaction_timeout, which 15 and 16 lack: the pipeline docs/backups.md gives."""
+    from dbcli.postgres import embedded as local_pg
+
+    dump = made_backup.root / made_backup.id / "postgres" / f"{made_backup.pg_db}.dump"
+    pg_restore = [str(local_pg.bin_dir() / "pg_restore"), "--exit-on-error", "--no-owner", "-f", "-", str(dump)]
+    psql = [str(local_pg.bin_dir() / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-d", pg_server.conninfo(empty_target[0])]
+    script = f"{shlex.join(pg_restore)} | grep -vx 'SET transaction_timeout = 0;' | {shlex.join(psql)}"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert _pg_counts(pg_server, empty_target[0]) == _pg_counts(pg_server, made_backup.pg_db)
 
@@ -312,7 +329,8 @@ def test_mongo_target_without_mongo_is_config_error(cli: Any, config_file: Path)
     assert cli("backup", "create", "--target", "mysql").exit_code == 2
 
 
-def test_old_pg_dump_is_refused(cli: Any, seeded: Any, tmp_path: Path) -> None:
+def test_old_pg_dump_is_refused(cli: Any, seeded: Any, tmp_path: Path, pg_server: PgServer) -> None:
+    major = pg_server.major
     fake = tmp_path / "pg_dump"
     fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 12.22'\n")
     fake.chmod(0o755)
@@ -321,8 +339,8 @@ def test_old_pg_dump_is_refused(cli: Any, seeded: Any, tmp_path: Path) -> None:
     write_config(tmp_path / "dbcli.yaml", settings)
     result = cli("backup", "create", "--target", "postgres")
     assert result.exit_code == 3
-    assert result.stderr == (f"Error: pg_dump 12.22 ({fake}) is older than the server (PostgreSQL 18) and "
-                             "cannot dump it (hint: set backup.pg_dump to a pg_dump 18 or later)\n")
+    assert result.stderr == (f"Error: pg_dump 12.22 ({fake}) is older than the server (PostgreSQL {major}) and "
+                             f"cannot dump it (hint: set backup.pg_dump to a pg_dump {major} or later)\n")
     settings["backup"] = {"pg_dump": str(tmp_path / "nope")}
     write_config(tmp_path / "dbcli.yaml", settings)
     result = cli("backup", "create", "--target", "postgres")
@@ -353,7 +371,7 @@ def test_second_backup_in_the_same_second_gets_a_new_id(seeded: Any, tmp_path: P
     fixed = dt.datetime(2026, 11, 29, 10, 15, tzinfo=dt.UTC)
     ids = [create(seeded, target="postgres", root=tmp_path / "b", clock=lambda: fixed)["id"]
            for _ in range(2)]
-    assert ids == ["20261129T101500Z-default", "20261129T101500Z-default-2"]
+    assert ids == [f"20261129T101500Z-{seeded.profile}", f"20261129T101500Z-{seeded.profile}-2"]
 
 
 def test_demo_step(seeded: Any) -> None:
@@ -428,7 +446,7 @@ def test_emptiness_is_checked_again_inside_the_restore_transaction(made_backup: 
     before = _pg_counts(pg_server, made_backup.pg_db)
     with pytest.raises(ConflictError, match=f"postgres database {made_backup.pg_db} is not empty"):
         pg_restore.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
-                           tables=pg["tables"], progress=lambda _: None)
+                           tables=pg["tables"], server_num=pg_server.version_num, progress=lambda _: None)
     assert _pg_counts(pg_server, made_backup.pg_db) == before
 
 
@@ -440,12 +458,16 @@ def test_pg_restore_older_than_the_server_is_refused(made_backup: MadeBackup, tm
     from dbcli.config.load import load_config
     from dbcli.errors import ConfigError
 
-    monkeypatch.setattr(pg_restore, "tool_version", lambda path: ("17.0", 17))  # pg_restore's, not pg_dump's
+    server_num = pg_server.version_num
+    older = server_num // 10000 - 1
+    monkeypatch.setattr(pg_restore, "tool_version", lambda path: (f"{older}.0", older))  # pg_restore's, not pg_dump's
     root = made_backup.copy_to(tmp_path)
     pg = backup_store.read_manifest(root / made_backup.id)["postgres"]
-    with pytest.raises(ConfigError, match=r"pg_restore 17.0 is older than the server \(PostgreSQL 18\)"):
+    with pytest.raises(ConfigError, match=rf"pg_restore {older}.0 is older than the server "
+                                          rf"\(PostgreSQL {older + 1}\)"):
         pg_restore.restore(load_config(), root / made_backup.id / pg["file"], key=None, drop=False,
-                           tables=pg["tables"], dbname=empty_target[0], progress=lambda _: None)
+                           tables=pg["tables"], dbname=empty_target[0], server_num=server_num,
+                           progress=lambda _: None)
     assert _pg_counts(pg_server, empty_target[0]) == {}
 
 

@@ -181,7 +181,7 @@ def test_no_password_in_ps_during_a_backup(pg_server: PgServer, password_role: t
 
 
 def _mongorestore() -> str | None:
-    from dbcli.config.load import cache_home
+    from dbcli.config.paths import cache_home
 
     for candidate in (os.environ.get("DBCLI_MONGORESTORE"), shutil.which("mongorestore"),
                       str(cache_home() / "mongo-tools" / "mongorestore")):

@@ -17,7 +17,8 @@ def _at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
-def fake_backup(root: Path, when: str, *, status: str = "ok", verified_ok: bool | None = None) -> str:
+def fake_backup(root: Path, when: str, *, status: str = "ok", verified_ok: bool | None = None,
+                unverified: bool = False) -> str:
     """A backup directory as create leaves it (manifest only: prune never reads the dumps)."""
     t = _at(when)
     backup_id = backup_store.new_id("p", None, t, root)
@@ -28,6 +29,10 @@ def fake_backup(root: Path, when: str, *, status: str = "ok", verified_ok: bool 
     if verified_ok is not None:
         backup_store.write_verification(path, {"verified_at": backup_store.iso(t), "ok": verified_ok,
                                                "restore_test": False, "problems": []})
+    if unverified:
+        backup_store.write_verification(path, {"verified_at": backup_store.iso(t), "state": "unverified",
+                                               "ok": None, "restore_test": True, "problems": [],
+                                               "unverified": ["mongo x: no MongoDB"]})
     return backup_id
 
 
@@ -83,6 +88,34 @@ def test_failed_backups_never_count_and_are_removed(tmp_path: Path) -> None:
     assert got[bad_verify] == (False, ["failed its last verification"])
     assert got[failed] == (False, ["failed backup"])
     assert got[broken.name] == (True, ["left alone: manifest.json is not valid JSON"])
+
+
+def test_unverified_backups_are_never_removed_for_it(tmp_path: Path) -> None:
+    """An unverified backup counts like a good one; the newest verified-or-unchecked one is kept whatever
+    the rules say."""
+    ok = fake_backup(tmp_path, "2026-11-28T02:00", verified_ok=True)
+    never = fake_backup(tmp_path, "2026-11-29T02:00")
+    middle = fake_backup(tmp_path, "2026-11-30T02:00", unverified=True)
+    newest = fake_backup(tmp_path, "2026-12-01T02:00", unverified=True)
+    got = _decide(tmp_path, keep_last=1)
+    assert got[newest] == (True, ["last 1"])
+    assert got[middle] == (False, ["not kept by any rule"])
+    assert got[never] == (True, ["newest good backup"])
+    assert got[ok] == (False, ["not kept by any rule"])
+    got = _decide(tmp_path, keep_daily=2)
+    assert got[newest] == (True, ["daily 2026-12-01"]) and got[middle] == (True, ["daily 2026-11-30"])
+
+
+def test_prune_never_removes_the_last_complete_backup(tmp_path: Path) -> None:
+    only_unverified = fake_backup(tmp_path, "2026-11-28T02:00", unverified=True)
+    assert _decide(tmp_path, keep_last=1)[only_unverified] == (True, ["newest good backup (unverified)", "last 1"])
+    older = fake_backup(tmp_path / "all-failed", "2026-11-28T02:00", verified_ok=False)
+    newer = fake_backup(tmp_path / "all-failed", "2026-11-29T02:00", verified_ok=False)
+    failed = fake_backup(tmp_path / "all-failed", "2026-11-30T02:00", status="failed")
+    got = _decide(tmp_path / "all-failed", keep_last=3)
+    assert got[newer] == (True, ["newest complete backup: every complete backup failed its verification"])
+    assert got[older] == (False, ["failed its last verification"])
+    assert got[failed] == (False, ["failed backup"])
 
 
 def test_prune_cli_dry_run_then_prune(cli: Any, tmp_path: Path) -> None:

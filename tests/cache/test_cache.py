@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import invoke, write_config
-from tests.reports.test_reports_pg import KNOWN_SQL
+from tests.helpers import KNOWN_SQL, invoke, write_config
 
 REPORT = ["report", "run", "best-sellers", "-P", "limit=2", "-f", "jsonl"]
 
@@ -166,7 +165,7 @@ def test_key_depends_on_parameters_profile_and_database(load_cfg: Callable[..., 
     parts = [cache_parts(a, report, {"limit": 1}), cache_parts(a, report, {"limit": 2}),
              cache_parts(b, report, {"limit": 1})]
     assert len({repr(p) for p in parts}) == 3
-    assert a.profile == b.profile == "default"
+    assert a.profile == b.profile == "local"
 
 
 def test_unusable_disk_cache_warns_once_and_runs(known_db: Path, tmp_path: Path) -> None:

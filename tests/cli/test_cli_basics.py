@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fix_pg import PgServer
 from tests.helpers import invoke, run_entry, write_config
 
 
@@ -27,12 +28,12 @@ def test_help_imports_no_driver() -> None:
     assert "Usage" in proc.stdout
 
 
-def test_ping_against_test_server(config_file: Path) -> None:
+def test_ping_against_test_server(config_file: Path, pg_server: PgServer) -> None:
     result = invoke(["ping", "--format", "json"])
     assert result.exit_code == 0, result.stderr
     (row,) = result.json()
     assert row["server"] == "postgres" and row["status"] == "ok"
-    assert row["version"].startswith("PostgreSQL 18")
+    assert row["version"].startswith(f"PostgreSQL {pg_server.major}.")
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "table"])
@@ -136,3 +137,20 @@ def test_json_keeps_types() -> None:
     assert to_json(value) == ('{"n":12345678901234567890.10,"f":1.5,"nan":"nan",'
                               '"t":"2024-05-06T07:08:09+00:00","b":"AAE=","s":"a\u00e9"}')
     assert to_json({"n": Decimal("12.50"), "inf": Decimal("Infinity")}) == '{"n":12.50,"inf":"Infinity"}'
+
+
+def test_help_prints_examples_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 15: Click re-wrapped the Example paragraph, breaking a command mid-line at 80 columns
+    from dbcli.cli.reference import example_lines, root_command, walk
+
+    monkeypatch.setenv("COLUMNS", "80")
+    longest = ""
+    for path, cmd in walk(root_command()):
+        result = invoke([*path, "--help"])
+        assert result.exit_code == 0, path
+        shown = [line.strip() for line in result.stdout.splitlines()]
+        assert "\b" not in result.stdout
+        for line in example_lines(cmd.help or ""):
+            assert line in shown, (path, line)
+            longest = max(longest, line, key=len)
+    assert len(longest) > 100  # a line that a wrap at 80 columns would have cut

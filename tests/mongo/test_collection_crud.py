@@ -212,7 +212,7 @@ def test_update_validated_against_schema_before_writing(cfg_file: Path, cli: Cli
     res = cli("collection", "update", "user_stats", "--all", "--update", '{"$inc": {"activity_count": -4}}')
     assert res.exit_code == 5
     assert res.stderr == ("Error: the update would make document _id="
-                          f"{{\"$oid\": \"{coll_db.user_stats.find_one({'user_id': 1})['_id']}\"}} violate the "
+                          f"{{\"$oid\":\"{coll_db.user_stats.find_one({'user_id': 1})['_id']}\"}} violate the "
                           "user_stats schema: activity_count: -1 is less than the minimum of 0; nothing was changed\n")
     assert sorted(d["activity_count"] for d in coll_db.user_stats.find()) == [3, 5]
     res = cli("collection", "update", "user_stats", "--filter", '{"user_id": 2}',

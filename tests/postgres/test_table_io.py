@@ -167,7 +167,7 @@ def test_upsert_on_primary_key_and_named_unique_key(shop: Shop, cli: Any, tmp_pa
     assert result.json() == {"table": "products", "rows": 2, "inserted": 1, "updated": 1, "unchanged": 0}
     assert shop.query("SELECT product_id, price::text, stock FROM products WHERE sku = 'LAMP-1'") == [(1, "21.00", 6)]
     result = cli("table", "import", "products", str(path), "--upsert", "--conflict-key", "sku", "-f", "json")
-    assert result.json()["updated"] == 2
+    assert result.json() == {"table": "products", "rows": 2, "inserted": 0, "updated": 0, "unchanged": 2}
 
     by_id = tmp_path / "by_id.jsonl"
     by_id.write_text('{"product_id": 2, "sku": "MUG-1", "product_name": "Big mug", "price": 8}\n'
@@ -179,6 +179,30 @@ def test_upsert_on_primary_key_and_named_unique_key(shop: Shop, cli: Any, tmp_pa
     # explicit ids moved the identity sequence
     assert cli("table", "insert", "products", "-f", "json", "--data",
                '{"sku": "AFTER", "product_name": "a", "price": 1}').json()[0]["product_id"] == 11
+
+
+def test_upsert_reports_unchanged_rows_and_leaves_them_alone(shop: Shop, cli: Any, tmp_path: Path) -> None:
+    # issue 15: a repeated upsert reported every row as updated (collections said "unchanged")
+    shop.execute("CREATE TABLE odd (id int PRIMARY KEY, doc json, pos point, tags text[], n numeric, at timestamptz);"
+                 "INSERT INTO odd VALUES (1, '{\"a\": 1}', '(1,2)', '{x}', 1.5, '2024-01-01T00:00:00Z'),"
+                 "(2, '[]', '(0,0)', NULL, NULL, NULL)")
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"id": 1, "doc": {"a": 1}, "pos": "(1,2)", "tags": ["x"], "n": 1.5, '
+                    '"at": "2024-01-01T00:00:00Z"}\n'
+                    '{"id": 2, "doc": [], "pos": "(0,0)", "tags": null, "n": null, "at": null}\n'
+                    '{"id": 3, "doc": null, "pos": null, "tags": [], "n": 0, "at": null}\n')
+    versions = shop.query("SELECT id, xmin::text FROM odd ORDER BY id")
+    result = cli("table", "import", "odd", str(path), "--upsert", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json() == {"table": "odd", "rows": 3, "inserted": 1, "updated": 0, "unchanged": 2}
+    assert shop.query("SELECT id, xmin::text FROM odd WHERE id < 3 ORDER BY id") == versions  # not rewritten
+    path.write_text('{"id": 1, "pos": "(1,3)", "doc": {"a": 1}}\n{"id": 2, "pos": "(0,0)", "doc": {}}\n'
+                    '{"id": 3, "pos": null, "doc": null}\n')
+    result = cli("table", "import", "odd", str(path), "--upsert", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json() == {"table": "odd", "rows": 3, "inserted": 0, "updated": 2, "unchanged": 1}
+    assert shop.query("SELECT pos::text, (SELECT doc::text FROM odd WHERE id = 2) FROM odd WHERE id = 1") == [
+        ("(1,3)", "{}")]
 
 
 def test_upsert_errors(shop: Shop, cli: Any) -> None:

@@ -50,6 +50,9 @@ def test_many_rows_are_capped() -> None:
     out = Output(fmt="table", stdout=io.StringIO(), stderr=io.StringIO(), no_color=True)
     charts.render(out, rows, ["k", "v"], "v")
     assert out.stdout.getvalue().splitlines()[-1] == "(30 more rows not charted)"
+    one = Output(fmt="table", stdout=io.StringIO(), stderr=io.StringIO(), no_color=True)
+    charts.render(one, rows[:charts.MAX_BARS + 1], ["k", "v"], "v")
+    assert one.stdout.getvalue().splitlines()[-1] == "(1 more row not charted)"  # issue 15: "1 more rows"
 
 
 class Tty(io.StringIO):

@@ -149,18 +149,19 @@ def test_show_prints_the_definition() -> None:
 
 # ---- parameters ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([], "report 'user-orders': parameter 'user_id' is required (hint: --param user_id=VALUE)"),
-    (["-P", "user_id=abc"], "report 'user-orders': parameter 'user_id' must be an integer, got 'abc'"),
-    (["-P", "user_id=0"], "report 'user-orders': parameter 'user_id' must be >= 1, got 0"),
-    (["-P", "user_id=1", "-P", "userid=2"],
+@pytest.mark.parametrize(("args", "code", "message"), [
+    ([], 5, "report 'user-orders': parameter 'user_id' is required (hint: --param user_id=VALUE)"),
+    (["-P", "user_id=abc"], 5, "report 'user-orders': parameter 'user_id' must be an integer, got 'abc'"),
+    (["-P", "user_id=0"], 5, "report 'user-orders': parameter 'user_id' must be >= 1, got 0"),
+    (["-P", "user_id=1", "-P", "userid=2"], 5,
      "report 'user-orders' has no parameter 'userid' (parameters: user_id) (hint: did you mean 'user_id'?)"),
-    (["-P", "user_id"], "--param 'user_id': expected KEY=VALUE"),
-    (["-P", "user_id=1", "-P", "user_id=2"], "--param 'user_id' is given twice"),
+    # a malformed --param is a usage error, like a malformed --where (issue 15)
+    (["-P", "user_id"], 2, "--param 'user_id': expected KEY=VALUE"),
+    (["-P", "user_id=1", "-P", "user_id=2"], 2, "--param 'user_id' is given twice"),
 ])
-def test_bad_parameters_exit_5_naming_them(args: list[str], message: str) -> None:
+def test_bad_parameters_exit_5_naming_them(args: list[str], code: int, message: str) -> None:
     result = invoke(["report", "run", "user-orders", *args])
-    assert result.exit_code == 5
+    assert result.exit_code == code
     assert result.stderr == f"Error: {message}\n"
 
 

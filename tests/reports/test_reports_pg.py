@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import invoke
+from tests.helpers import KNOWN_SQL, invoke
 
 UTC = dt.UTC
 
@@ -20,41 +20,9 @@ def ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-# The known data set. Users 3 and 4 never ordered; products 4 and 6 were never sold; category 4
+# The known data set (KNOWN_SQL). Users 3 and 4 never ordered; products 4 and 6 were never sold; category 4
 # (Toys) has no sales; product 1 sits in two categories; order 2 is cancelled; order 3 was
 # underpaid; order 4 has only a failed payment; order 2 (cancelled) has a completed payment.
-KNOWN_SQL = """
-INSERT INTO users (user_id, email, name, tier, created_at) OVERRIDING SYSTEM VALUE VALUES
-  (1, 'ann@example.com', 'Ann', 'gold', '2024-01-01 00:00+00'),
-  (2, 'bob@example.com', 'Bob', 'silver', '2024-01-02 00:00+00'),
-  (3, 'cid@example.com', 'Cid', 'standard', '2024-01-03 00:00+00'),
-  (4, 'dee@example.com', 'Dee', 'standard', '2024-06-01 00:00+00');
-INSERT INTO categories (category_id, name, parent_id) OVERRIDING SYSTEM VALUE VALUES
-  (1, 'Books', NULL), (2, 'Fiction', 1), (3, 'Electronics', NULL), (4, 'Toys', NULL);
-INSERT INTO products (product_id, sku, product_name, price, stock, active) OVERRIDING SYSTEM VALUE VALUES
-  (1, 'BK-1', 'Novel', 12.00, 10, true), (2, 'EL-1', 'Laptop', 950.00, 3, true),
-  (3, 'EL-2', 'Phone', 480.00, 5, true), (4, 'TY-1', 'Puzzle', 20.00, 7, true),
-  (5, 'BK-2', 'Cookbook', 15.00, 4, true), (6, 'EL-3', 'Old Radio', 30.00, 0, false);
-INSERT INTO product_categories (product_id, category_id) VALUES
-  (1, 1), (1, 2), (2, 3), (3, 3), (4, 4), (5, 1), (6, 3);
-INSERT INTO orders (order_id, user_id, order_date, status) OVERRIDING SYSTEM VALUE VALUES
-  (1, 1, '2024-03-01 10:00+00', 'delivered'),
-  (2, 1, '2024-03-05 12:00+00', 'cancelled'),
-  (3, 2, '2024-03-05 23:30+00', 'paid'),
-  (4, 2, '2024-03-10 09:00+00', 'shipped'),
-  (5, 1, '2024-01-15 08:00+00', 'delivered');
-INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES
-  (1, 1, 2, 10.00), (1, 2, 1, 900.00), (2, 3, 1, 500.00), (3, 3, 2, 450.00), (3, 5, 1, 15.00),
-  (4, 1, 1, 12.00), (5, 5, 3, 15.00);
-INSERT INTO payments (payment_id, order_id, amount, method, status, paid_at, created_at)
-OVERRIDING SYSTEM VALUE VALUES
-  (1, 1, 920.00, 'card', 'completed', '2024-03-01 10:05+00', '2024-03-01 10:04+00'),
-  (2, 3, 900.00, 'paypal', 'completed', '2024-03-06 08:00+00', '2024-03-06 07:59+00'),
-  (3, 2, 500.00, 'card', 'completed', '2024-03-05 12:10+00', '2024-03-05 12:09+00'),
-  (4, 4, 12.00, 'card', 'failed', NULL, '2024-03-10 09:01+00'),
-  (5, 5, 45.00, 'card', 'completed', '2024-01-15 08:05+00', '2024-01-15 08:04+00');
-"""
-
 MARCH = {"from": "2024-03-01", "to": "2024-03-31"}
 
 

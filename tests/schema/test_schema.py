@@ -348,3 +348,26 @@ def test_document_violating_json_schema_is_refused_with_exit_5(full_config_file:
             assert client[mongo_db]["user_stats"].count_documents({}) == 1
         finally:
             client.close()
+
+
+def test_four_concurrent_applies_with_mongo_on_a_fresh_database(full_config_file: Path, pg_conninfo: str,
+                                                                mongo_server: Any, mongo_db: str) -> None:
+    # issue 15: two applies at once, the second exited 1 with "Collection ... already exists
+    # (NamespaceExists)". Every step must count "already done by the other" as done.
+    for _round in range(2):
+        with mongo_server.client() as client:
+            client.drop_database(mongo_db)
+        with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        procs = [subprocess.Popen([sys.executable, "-m", "dbcli", "schema", "apply", "-f", "json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                                  cwd=full_config_file.parent)
+                 for _ in range(4)]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outputs]
+        rows = [r for out, _ in outputs for r in json.loads(out)]
+        assert sorted(r["item"] for r in rows if r["target"] == "postgres") == [
+            "0001_users", "0002_catalog", "0003_orders", "0004_views"]
+        assert recorded(pg_conninfo) == [(v, 1) for v in VERSIONS]
+        status = invoke(["schema", "status", "--exit-code", "-f", "json"])
+        assert status.exit_code == 0, status.stdout

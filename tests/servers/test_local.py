@@ -1,4 +1,4 @@
-"""The embedded default: a new user with no config gets a PostgreSQL 18 started on first use."""
+"""The embedded default: a new user with no config gets the wheel's PostgreSQL started on first use."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fix_pg import wheel_major
 from tests.helpers import invoke, write_config
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("DBCLI_TEST_PG_DSN")),
@@ -21,11 +22,11 @@ def embedded_dir(tmp_path: Path) -> Path:
     return tmp_path / "home" / "xdg_data_home" / "dbcli" / "local" / "postgres"
 
 
-def test_no_config_ping_starts_embedded_postgres_18(embedded_dir: Path) -> None:
+def test_no_config_ping_starts_embedded_postgres(embedded_dir: Path) -> None:
     try:
         result = invoke(["ping", "-f", "json"])
         assert result.exit_code == 0, result.stderr
-        assert result.json()[0]["version"].startswith("PostgreSQL 18")
+        assert result.json()[0]["version"].startswith(f"PostgreSQL {wheel_major()}.")
         status = invoke(["local", "status", "-f", "json"]).json()
         assert status[0]["state"] == "running"
         assert status[0]["data_dir"] == str(embedded_dir)
@@ -59,7 +60,7 @@ def test_postgres_data_dir_override(tmp_path: Path) -> None:
     write_config(tmp_path / "dbcli.yaml", {"postgres": {"embedded": True, "data_dir": str(data)}})
     try:
         assert invoke(["ping"]).exit_code == 0
-        assert (data / "PG_VERSION").read_text().strip() == "18"
+        assert (data / "PG_VERSION").read_text().strip() == str(wheel_major())
     finally:
         invoke(["local", "stop"])
 

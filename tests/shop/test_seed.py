@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ from dbcli.shop.seed import catalog, users
 from dbcli.shop.seed import load as seeding
 from dbcli.shop.seed.rows import PG_TABLES
 from tests.fix_pg import PgServer
-from tests.helpers import invoke, write_config
+from tests.helpers import invoke, run_entry, write_config
 
 SMALL = ["--users", "40", "--products", "15", "--orders", "120"]
 ORDER_BY = {"users": "user_id", "user_profiles": "user_id", "addresses": "address_id",
@@ -68,7 +72,7 @@ def test_same_seed_twice_gives_identical_data(tmp_path: Path, pg_server: PgServe
         for pg_name, mongo_name in zip((schema_db, second_schema_db), mongo_dbs, strict=True):
             write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": pg_server.conninfo(pg_name)},
                                                    "mongo": {"uri": mongo_server.uri, "database": mongo_name}})
-            result = invoke(["seed", "--seed", "1", *SMALL, "--events", "300", "-q"])
+            result = invoke(["seed", "--seed", "1", *SMALL, "--events", "300", "--base-date", "2025-01-01", "-q"])
             assert result.exit_code == 0, result.stderr
         first, second = dump(pg_server.conninfo(schema_db)), dump(pg_server.conninfo(second_schema_db))
         assert all(first[t] for t in ORDER_BY)
@@ -116,9 +120,10 @@ def test_seed_respects_the_domain(schema_config_file: Path, pg_server: PgServer,
     assert one(dsn, "SELECT count(*) FROM orders o WHERE o.status IN ('paid', 'shipped', 'delivered') AND NOT EXISTS "
                     "(SELECT 1 FROM payments p WHERE p.order_id = o.order_id AND p.status = 'completed')") == 0
     assert one(dsn, "SELECT count(*) FROM orders o JOIN users u USING (user_id) WHERE o.order_date < u.created_at") == 0
-    # fixed base date, never now()
+    # the base date is today by default (UTC midnight): nothing lies after it
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     assert str(one(dsn, "SELECT max(greatest(o.order_date, p.created_at)) FROM orders o "
-                        "JOIN payments p USING (order_id)")) < "2025-01-01"
+                        "JOIN payments p USING (order_id)")) < today
     assert one(dsn, "SELECT count(*) FROM customer_order_summary") == 40
     # identity sequences continue after the seeded ids
     with psycopg.connect(dsn) as conn:
@@ -225,7 +230,7 @@ def test_seed_refuses_a_database_with_data(schema_config_file: Path) -> None:
     again = invoke(["seed", *SMALL])
     assert again.exit_code == 7
     assert again.stderr == ("Error: table users already holds rows: seed fills an empty schema only "
-                            "(hint: seed a fresh database, or empty the tables first)\n")
+                            "(hint: seed a fresh database, or run dbcli seed --reset to empty them first)\n")
 
 
 def test_seed_refuses_collections_with_documents(schema_full_config_file: Path, mongo_server: Any,
@@ -337,3 +342,79 @@ def test_demo_step_applies_and_seeds_once(full_config_file: Path, pg_conninfo: s
     assert "sample data already present: not seeding again" in err.getvalue()
     assert "schema: up to date" in err.getvalue()
     assert one(pg_conninfo, "SELECT count(*) FROM orders") == 500
+
+
+# ---- a first hour that works (issue 15) --------------------------------------------------------
+
+def test_default_base_date_is_today_so_30_day_reports_show_data(schema_config_file: Path, pg_server: PgServer,
+                                                                schema_db: str) -> None:
+    # issue 15: the seed ended 2025-01-01, so daily-revenue (last 30 days by default) showed zeros
+    assert invoke(["seed", *SMALL, "-q"]).exit_code == 0
+    today = dt.datetime.now(dt.UTC).date()
+    latest = one(pg_server.conninfo(schema_db), "SELECT max(order_date) FROM orders")
+    assert (today - dt.timedelta(days=30)).isoformat() <= str(latest) < today.isoformat()
+    result = invoke(["report", "run", "daily-revenue", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert any(float(r.get("revenue") or 0) > 0 for r in result.json()), result.json()
+
+
+def test_users_1_to_n_have_orders(schema_config_file: Path) -> None:
+    # issue 15: getting started runs user-orders for user 1, who had no orders
+    assert invoke(["seed", "-q"]).exit_code == 0
+    for uid in range(1, 11):
+        result = invoke(["report", "run", "user-orders", "--param", f"user_id={uid}", "-f", "json"])
+        assert result.exit_code == 0, result.stderr
+        assert result.json(), uid
+
+
+def test_small_seed_gives_every_user_an_order(schema_config_file: Path, pg_server: PgServer, schema_db: str) -> None:
+    assert invoke(["seed", "--users", "3", "--products", "2", "--orders", "4", "-q"]).exit_code == 0
+    assert one(pg_server.conninfo(schema_db), "SELECT count(DISTINCT user_id) FROM orders") == 3
+
+
+def test_reset_empties_tables_and_collections_then_seeds_the_same_data(
+        schema_full_config_file: Path, pg_server: PgServer, schema_db: str, mongo_server: Any, mongo_db: str,
+        tmp_path: Path) -> None:
+    args = ["seed", *SMALL, "--events", "50", "--base-date", "2025-01-01", "-q"]
+    assert invoke(args).exit_code == 0
+    dsn = pg_server.conninfo(schema_db)
+    first = dump(dsn)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO users (email, name) VALUES ('extra@example.com', 'Extra')")
+    refused = invoke(args)
+    assert refused.exit_code == 7
+    assert "run dbcli seed --reset to empty them first" in refused.stderr
+
+    # not a terminal, no --yes: refused, nothing changed (the test runner's stdin is no terminal)
+    no = run_entry([*args[:-1], "--reset"], input="y\n")
+    assert no.exit_code == 7, no.stderr
+    assert "refused without --yes when stdin is not a terminal (hint: add --yes to confirm)" in no.stderr
+    assert one(dsn, "SELECT count(*) FROM users") == 41
+
+    again = run_entry([*args[:-1], "--reset", "--yes", "-q"])
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+    assert dump(dsn) == first  # identities restart: the same seed and base date give the same rows
+    client = mongo_server.client()
+    try:
+        assert client[mongo_db].user_activities.count_documents({}) == 50
+    finally:
+        client.close()
+
+
+def test_reset_asks_on_a_terminal(schema_config_file: Path, pg_server: PgServer, schema_db: str,
+                                  tmp_path: Path) -> None:
+    import pty
+
+    assert invoke(["seed", "--users", "3", "--products", "2", "--orders", "4", "-q"]).exit_code == 0
+    for answer, code in (("n", 7), ("y", 0)):
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "dbcli", "seed", "--users", "5", "--products", "2",
+                                 "--orders", "4", "--reset", "-q"], stdin=follower, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=tmp_path, text=True)
+        os.close(follower)
+        os.write(leader, f"{answer}\n".encode())
+        _, err = proc.communicate(timeout=60)
+        os.close(leader)
+        assert proc.returncode == code, err
+        assert "seed --reset deletes every row of the shop's tables" in err
+    assert one(pg_server.conninfo(schema_db), "SELECT count(*) FROM users") == 5

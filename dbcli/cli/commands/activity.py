@@ -139,11 +139,14 @@ def rebuild_stats(
         dbcli activity rebuild-stats --user 42
     """
     from dbcli.shop.activity import recompute
+    from dbcli.shop.activity.model import skipped_note
 
     st = state(ctx)
     out = st.output(fmt, quiet)
     totals = recompute.rebuild(st.config, user)
     out.info(f"recomputed {totals['users']} users from {totals['events']} events")
+    if totals["skipped"]:
+        out.warn(skipped_note(totals["skipped"]))
     out.record(totals)
 
 
@@ -160,10 +163,14 @@ def stats(
         dbcli activity stats 42 --format json
     """
     from dbcli.shop.activity import stats as activity_stats
+    from dbcli.shop.activity.model import skipped_note
 
     st = state(ctx)
-    row = activity_stats.stats_row(activity_stats.user_stats(st.config, user))
-    st.output(fmt, quiet).record(row)
+    out = st.output(fmt, quiet)
+    doc, skipped = activity_stats.user_report(st.config, user)
+    if skipped:
+        out.warn(skipped_note(skipped, user))
+    out.record(activity_stats.stats_row(doc))
 
 
 @app.command("top")

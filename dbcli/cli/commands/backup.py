@@ -48,7 +48,8 @@ def create(
     """Back up PostgreSQL (pg_dump) and MongoDB (mongodump layout) into one checked directory.
 
     Exit 75 at once if another backup run holds the directory's lock; exit 8 if a dump is empty
-    or unreadable; exit 3 if pg_dump is older than the server.
+    or unreadable; exit 3 if pg_dump is older than the server; exit 73 if the directory cannot be
+    written (read-only, permission denied), 74 if writing fails part way (no space, ulimit -f).
 
     Example:
         dbcli -q backup create --tag nightly || mail -s "backup failed" ops@example.com
@@ -90,7 +91,9 @@ def verify(
 ) -> None:
     """Check a backup: checksums, pg_restore can read it, every BSON file parses with the right count.
 
-    Exit 8 naming what failed. The result is recorded for backup list.
+    The state is ok, failed (exit 8 naming what failed: the backup is damaged or wrong) or
+    unverified (a check could not run: exit 4 for a server that does not answer, else exit 3 with
+    the reason, e.g. no MongoDB configured, pg_restore too old). It is recorded for backup list.
 
     Example:
         dbcli -q backup verify --latest --restore-test
@@ -127,7 +130,8 @@ def restore(
 ) -> None:
     """Restore a backup, then compare row and document counts with its manifest.
 
-    Refuses a non-empty target without --drop (exit 7); a count mismatch exits 8.
+    Refuses a non-empty target without --drop (exit 7); a count mismatch or a damaged backup exits
+    8; a pg_restore older than the archive, or a server older than the backup's, exits 3.
 
     Example:
         dbcli backup restore 20261129T101500Z-local-nightly --profile staging --drop
@@ -170,8 +174,9 @@ def prune(
 ) -> None:
     """Remove old backups by calendar retention (restic forget style); defaults from backup.retention.
 
-    Given any --keep-* flag, only the flags count. The newest good backup is never removed; failed
-    backups never count as kept.
+    Given any --keep-* flag, only the flags count. The newest good backup is never removed, nor a
+    backup for being unverified; failed backups never count as kept. Exit 8 if a manifest names a
+    path outside its backup (that backup is left alone).
 
     Example:
         dbcli backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
@@ -183,3 +188,6 @@ def prune(
         "keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly})
     st.output(fmt, quiet).rows([d.as_row() for d in decisions], ["id", "time", "status", "action", "reasons"],
                                title="prune (dry run)" if dry_run else "prune")
+    unsafe = backup_prune.unsafe_error(decisions)
+    if unsafe:
+        raise unsafe

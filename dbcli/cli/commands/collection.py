@@ -277,9 +277,9 @@ def export(
     out = st.output(None, quiet)
     chosen = export_format or (st.fmt if st.fmt in exporter.EXPORT_FORMATS else "jsonl")
     if limit < 0:
-        from dbcli.errors import InvalidInputError
+        from dbcli.errors import UsageError
 
-        raise InvalidInputError("--limit must not be negative")
+        raise UsageError("--limit must not be negative")
     kwargs: dict[str, Any] = {"filter_doc": query.parse_object(filter_, "--filter"), "fmt": chosen,
                               "fields": query.parse_fields(fields), "canonical": canonical,
                               "sort": query.parse_sort(sort), "limit": limit}

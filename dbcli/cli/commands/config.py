@@ -13,16 +13,22 @@ app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_hel
 def show(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Print the effective configuration, every secret shown as ***.
 
+    First the profile in force, the config file it comes from and its data dir (also said on
+    stderr), then every section with its defaults.
+
     Example:
         dbcli --profile prod config show --format json
     """
     from dbcli.config.redact import effective
 
     st = state(ctx)
+    cfg = st.config
     out = st.output(fmt, quiet)
-    data = effective(st.config)
+    data = effective(cfg)
+    origin = f"from {cfg.source}" if cfg.source else "(built-in: no config file)"
+    out.info(f"profile {cfg.profile} {origin}, data dir {cfg.data_dir}")
     if out.fmt == "table":
-        out.rows(_flatten(data), ["key", "value"], title=f"profile {st.config.profile}")
+        out.rows(_flatten(data), ["key", "value"], title=f"profile {cfg.profile}")
     else:
         out.record(data)
 

@@ -22,7 +22,7 @@ def ping(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = False) -> 
 
     st = state(ctx)
     results = health.ping_all(st.config)
-    st.output(fmt, quiet).rows([p.as_row() for p in results], COLUMNS)
+    st.output(fmt, quiet).rows([p.as_row() for p in results], COLUMNS, nulls=False)
     down = [p for p in results if p.status != "ok"]
     if down:
         raise UnreachableError(f"{down[0].server} is unreachable: {down[0].error}")
@@ -48,7 +48,7 @@ def wait(
         out.info(f"waiting for {', '.join(p.server for p in down)} (retry in {delay:.1f}s)")
 
     results = health.wait(st.config, timeout, on_retry=retry)
-    out.rows([p.as_row() for p in results], COLUMNS)
+    out.rows([p.as_row() for p in results], COLUMNS, nulls=False)
 
 
 def register(app: typer.Typer) -> None:

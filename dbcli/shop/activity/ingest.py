@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import InvalidInputError, UsageError
 from dbcli.readers import open_input
 from dbcli.shop.activity.model import (

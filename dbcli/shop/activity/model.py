@@ -27,6 +27,13 @@ TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 # fields dbcli counts and groups by; encrypting them would make the counters meaningless
 PLAIN_FIELDS = {"event_id", "user_id", "type", "timestamp", "day", "hour"}
 
+# what an event in user_activities must hold for dbcli to count and bucket it; documents other
+# tools write there without them are skipped (and counted as skipped), never a crash
+NEEDED_FIELDS = ("event_id", "user_id", "type", "timestamp", "hour")
+# the same test as a query: the user_id is matched by the caller
+USABLE_QUERY = {"event_id": {"$type": "string"}, "type": {"$type": "string"}, "timestamp": {"$type": "date"},
+                "hour": {"$type": "string"}}
+
 Ref = dict[str, str]  # the extended reference {name, tier}
 # stands for "." in user_stats.counts keys (FULLWIDTH FULL STOP, as dbcli seed writes them)
 DOT = "\uff0e"
@@ -80,6 +87,23 @@ def check_event_id(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 128:
         raise InvalidInputError(f"event_id must be a string of 1 to 128 characters, got {_short(value)}")
     return value
+
+
+def usable(doc: dict[str, Any]) -> bool:
+    """Whether a stored event has the fields dbcli counts and buckets by (see NEEDED_FIELDS)."""
+    uid = doc.get("user_id")
+    return (isinstance(doc.get("event_id"), str) and isinstance(uid, int) and not isinstance(uid, bool)
+            and isinstance(doc.get("type"), str) and isinstance(doc.get("timestamp"), dt.datetime)
+            and isinstance(doc.get("hour"), str))
+
+
+def skipped_note(n: int, user_id: int | None = None) -> str:
+    """How ``rebuild-stats`` and ``stats`` say that events were left out."""
+    if user_id is None:
+        return f"skipped {n} events without the fields dbcli needs ({', '.join(NEEDED_FIELDS)})"
+    verb = "lacks" if n == 1 else "lack"
+    return (f"{n} event{'' if n == 1 else 's'} of user {user_id} in {EVENTS} {verb} fields dbcli needs "
+            f"({', '.join(NEEDED_FIELDS)}): not counted")
 
 
 def derive_event_id(user_id: int, kind: str, ts: dt.datetime, data: dict[str, Any] | None) -> str:

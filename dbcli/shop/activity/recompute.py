@@ -4,6 +4,8 @@
 recomputed from the events (absolute values, so running it twice changes nothing) and the events
 missing from the buckets appended. ``rebuild`` is ``activity rebuild-stats``: the same counters,
 and buckets rewritten wherever they disagree with the events (missing, extra or duplicated entries).
+Events other tools wrote without the fields dbcli needs (``model.usable``) are left out of both,
+and counted as skipped.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.mongo import connection as mongo
 from dbcli.shop.activity.buckets import BucketWriter
 from dbcli.shop.activity.journal import IN_FLIGHT, is_stale, journal_entry
-from dbcli.shop.activity.model import BUCKETS, EVENTS, JOURNAL, STATS, check_user_id, summary, type_key
+from dbcli.shop.activity.model import (
+    BUCKETS,
+    EVENTS,
+    JOURNAL,
+    STATS,
+    check_user_id,
+    summary,
+    type_key,
+    usable,
+)
 from dbcli.shop.activity.session import Session, note_write, open_session, validate
 
 CHUNK_EVENTS = 200_000  # events held in memory at once while recomputing
@@ -30,7 +42,7 @@ EVENT_FIELDS = {"_id": 1, "event_id": 1, "user_id": 1, "type": 1, "timestamp": 1
 def expected_stats(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """user_stats documents (without _id) as the events say."""
     out: dict[int, dict[str, Any]] = {}
-    for e in sorted(events, key=lambda e: e["_id"]):  # insertion order: the newest reference wins
+    for e in sorted(events, key=_insertion_order):  # the newest reference wins
         st = out.get(e["user_id"])
         if st is None:
             st = out[e["user_id"]] = {"user_id": e["user_id"], "activity_count": 0, "counts": defaultdict(int),
@@ -46,6 +58,22 @@ def expected_stats(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return out
 
 
+def _insertion_order(e: dict[str, Any]) -> tuple[int, Any]:
+    # dbcli's events have ObjectIds (in insertion order); another tool's _id may be anything
+    return (0, e["_id"]) if isinstance(e["_id"], ObjectId) else (1, str(e["_id"]))
+
+
+def usable_events(session: Session, users: list[int]) -> tuple[list[dict[str, Any]], int]:
+    """The events of ``users`` dbcli can count, and how many others (foreign documents) were skipped."""
+    events, skipped = [], 0
+    for e in session.db[EVENTS].find({"user_id": {"$in": users}}, EVENT_FIELDS):
+        if usable(e):
+            events.append(e)
+        else:
+            skipped += 1
+    return events, skipped
+
+
 def expected_buckets(events: list[dict[str, Any]], cap: int) -> dict[tuple[int, str], list[list[dict[str, Any]]]]:
     """Per (user_id, hour): the event summaries in time order, cut into buckets of ``cap``."""
     per_pair: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
@@ -58,7 +86,7 @@ def repair(session: Session, users: list[int] | None) -> int:
     """Counters recomputed and missing bucket entries added for ``users`` (None: everyone)."""
     done = 0
     for chunk in _user_chunks(session, users):
-        events = list(session.db[EVENTS].find({"user_id": {"$in": chunk}}, EVENT_FIELDS))
+        events, _skipped = usable_events(session, chunk)
         _write_stats(session, chunk, expected_stats(events))
         present: set[str] = set()
         for b in session.db[BUCKETS].find({"user_id": {"$in": chunk}}, {"events.event_id": 1}):
@@ -75,7 +103,7 @@ def recover(session: Session) -> int:
         if not entries:
             return 0
         every = any(e.get("all") for e in entries)
-        users = None if every else sorted({u for e in entries for u in e.get("users") or []})
+        users = None if every else sorted({u for e in entries for u in e.get("users") or [] if _is_user_id(u)})
         repaired = repair(session, users)
         session.db[JOURNAL].delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
     return repaired
@@ -84,8 +112,8 @@ def recover(session: Session) -> int:
 def rebuild(cfg: Config, user_id: Any = None) -> dict[str, int]:
     """``activity rebuild-stats``: counters and buckets exactly as the events say."""
     users = None if user_id is None else [check_user_id(user_id)]
-    totals = {"users": 0, "events": 0, "stats_written": 0, "stats_removed": 0, "buckets_written": 0,
-              "buckets_removed": 0}
+    totals = {"users": 0, "events": 0, "skipped": 0, "stats_written": 0, "stats_removed": 0,
+              "buckets_written": 0, "buckets_removed": 0}
     with open_session(cfg) as s, mongo.errors_translated():
         recover(s)
         # a rebuild cut short is finished by the next writer's recovery (an additive repair)
@@ -102,8 +130,10 @@ def rebuild(cfg: Config, user_id: Any = None) -> dict[str, int]:
 
 
 def _rebuild_chunks(s: Session, users: list[int] | None, totals: dict[str, int]) -> None:
-    for chunk in _user_chunks(s, users):
-        events = list(s.db[EVENTS].find({"user_id": {"$in": chunk}}, EVENT_FIELDS))
+    odd: list[int] = []
+    for chunk in _user_chunks(s, users, odd):
+        events, skipped = usable_events(s, chunk)
+        totals["skipped"] += skipped
         written, removed = _write_stats(s, chunk, expected_stats(events))
         b_written, b_removed = _write_buckets(s, chunk, expected_buckets(events, s.cap))
         totals["users"] += len({e["user_id"] for e in events})
@@ -112,21 +142,34 @@ def _rebuild_chunks(s: Session, users: list[int] | None, totals: dict[str, int])
         totals["stats_removed"] += removed
         totals["buckets_written"] += b_written
         totals["buckets_removed"] += b_removed
+    totals["skipped"] += sum(odd)
 
 
-def _user_chunks(session: Session, users: list[int] | None) -> Iterator[list[int]]:
-    """Users in groups of about CHUNK_EVENTS events; with None, every user found in any collection."""
+def _user_chunks(session: Session, users: list[int] | None, odd: list[int] | None = None) -> Iterator[list[int]]:
+    """Users in groups of about CHUNK_EVENTS events; with None, every user found in any collection.
+
+    Events whose user_id is no integer belong to no chunk: their count is appended to ``odd``.
+    """
     db = session.db
     if users is not None:
         yield from (users[i:i + 1000] for i in range(0, len(users), 1000))
         return
-    sizes = {d["_id"]: d["n"] for d in db[EVENTS].aggregate([{"$group": {"_id": "$user_id", "n": {"$sum": 1}}}])}
+    sizes: dict[int, int] = {}
+    others = 0  # events whose user_id is missing or no integer (another tool's documents)
+    for d in db[EVENTS].aggregate([{"$group": {"_id": "$user_id", "n": {"$sum": 1}}}]):
+        if _is_user_id(d["_id"]):
+            sizes[d["_id"]] = d["n"]
+        else:
+            others += d["n"]
     for name in (STATS, BUCKETS):  # counters or buckets of users without events are removed
         for uid in db[name].distinct("user_id"):
-            sizes.setdefault(uid, 0)
+            if _is_user_id(uid):
+                sizes.setdefault(uid, 0)
+    if odd is not None:
+        odd.append(others)
     chunk: list[int] = []
     held = 0
-    for uid in sorted(u for u in sizes if isinstance(u, int)):
+    for uid in sorted(sizes):
         chunk.append(uid)
         held += sizes[uid]
         if held >= CHUNK_EVENTS or len(chunk) >= 5000:
@@ -134,6 +177,11 @@ def _user_chunks(session: Session, users: list[int] | None) -> Iterator[list[int
             chunk, held = [], 0
     if chunk:
         yield chunk
+
+
+def _is_user_id(value: Any) -> bool:
+    # as it comes from the database: another tool may have written anything there
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _write_stats(session: Session, users: list[int], wanted: dict[int, dict[str, Any]]) -> tuple[int, int]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import InvalidInputError, NotFoundError
+from dbcli.mongo import connection as mongo
 from dbcli.shop.activity.model import (
     EVENTS,
     check_event_id,
@@ -39,6 +40,12 @@ def record(cfg: Config, user_id: Any, kind: Any, *, data: Any = None, at: Any = 
         if session.encryptor is not None:
             doc = session.encryptor.encrypt_doc(EVENTS, doc)
         result = Writer(session).write([doc])
+        if not result.inserted:
+            # already there: show the stored event, not this attempt (its time is "now" by default)
+            with mongo.errors_translated():
+                stored = session.db[EVENTS].find_one({"event_id": eid}, {"user_id": 1, "type": 1, "timestamp": 1})
+            if stored is not None:
+                uid, kind, ts = stored.get("user_id"), stored.get("type"), stored.get("timestamp")
     if result.inserted:
         note_write(cfg)
     return {"event_id": eid, "user_id": uid, "type": kind, "timestamp": ts, "recorded": bool(result.inserted)}

@@ -8,13 +8,14 @@ from typing import Any
 from pymongo import ReadPreference
 
 from dbcli.cache.store import note_write as cache_note_write
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConfigError, InvalidInputError
 from dbcli.mongo import connection as mongo
 from dbcli.mongo import validation as mongo_schema
 from dbcli.mongo.json_schema import Problem, checker
 from dbcli.schema.files import CollectionSpec, collection_specs
+from dbcli.schema.mongo_collections import apply_concurrently
 from dbcli.shop.activity.model import COLLECTIONS, EVENTS, PLAIN_FIELDS
 
 
@@ -93,7 +94,7 @@ def _check_specs(specs: dict[str, CollectionSpec]) -> None:
 def _ensure_schema(db: Any, specs: dict[str, CollectionSpec]) -> None:
     # status() is a few reads; apply() only when something is missing (it also tries validators)
     if any(row["state"] != "present" for row in mongo_schema.status(db, specs)):
-        mongo_schema.apply(db, specs)
+        apply_concurrently(db, specs)  # another writer may be creating them at the same moment
 
 
 def _encryptor(cfg: Config) -> Encryptor | None:

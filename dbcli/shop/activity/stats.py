@@ -6,10 +6,18 @@ import datetime as dt
 import re
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import NotFoundError, UsageError
 from dbcli.mongo import connection as mongo
-from dbcli.shop.activity.model import EVENTS, STATS, check_type, check_user_id, type_from_key
+from dbcli.shop.activity.model import (
+    EVENTS,
+    STATS,
+    USABLE_QUERY,
+    check_type,
+    check_user_id,
+    skipped_note,
+    type_from_key,
+)
 from dbcli.shop.activity.session import open_session
 
 STATS_COLUMNS = ["user_id", "name", "tier", "activity_count", "first_activity", "last_activity", "counts"]
@@ -21,12 +29,21 @@ EVENT_FIELDS = {"_id": 1, "event_id": 1, "user_id": 1, "type": 1, "timestamp": 1
 
 def user_stats(cfg: Config, user_id: Any) -> dict[str, Any]:
     """The counters of one user (exit 6 when none were recorded)."""
+    return user_report(cfg, user_id)[0]
+
+
+def user_report(cfg: Config, user_id: Any) -> tuple[dict[str, Any], int]:
+    """The counters of one user, and how many of its events dbcli could not count (foreign documents)."""
     uid = check_user_id(user_id)
     with open_session(cfg, for_write=False) as s, mongo.errors_translated():
         doc = s.db[STATS].find_one({"user_id": uid}, {"_id": 0})
+        # two counts on the user_id index: all of the user's events, and those dbcli can count
+        skipped = (s.db[EVENTS].count_documents({"user_id": uid})
+                   - s.db[EVENTS].count_documents({"user_id": uid, **USABLE_QUERY}))
     if not doc or not doc.get("activity_count"):
-        raise NotFoundError(f"no activity recorded for user {uid}")
-    return doc
+        note = f" ({skipped_note(skipped, uid)})" if skipped else ""
+        raise NotFoundError(f"no activity recorded for user {uid}{note}")
+    return doc, skipped
 
 
 def stats_row(doc: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import psycopg
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import NotFoundError
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.errors import errors_translated

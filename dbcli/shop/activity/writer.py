@@ -24,7 +24,7 @@ from dbcli.mongo import connection as mongo
 from dbcli.shop.activity.buckets import BucketWriter
 from dbcli.shop.activity.journal import IN_FLIGHT, journal_entry
 from dbcli.shop.activity.model import EVENTS, JOURNAL, STATS, type_key, write_error
-from dbcli.shop.activity.recompute import recover
+from dbcli.shop.activity.recompute import recover, repair
 from dbcli.shop.activity.session import Session, validate
 
 CRASH_ENV = "DBCLI_TEST_CRASH_AFTER"  # test hook, see Writer._crash_point
@@ -96,9 +96,19 @@ class Writer:
             return
         coll = self.db[STATS]
         unknown = [u for u in per_user if u not in self._stat_ids]
+        malformed: list[int] = []
         if unknown:
-            for doc in coll.find({"user_id": {"$in": unknown}}, {"_id": 1, "user_id": 1}):
-                self._stat_ids[doc["user_id"]] = doc["_id"]
+            for doc in coll.find({"user_id": {"$in": unknown}}, {"_id": 1, "user_id": 1, "activity_count": 1,
+                                                                  "counts": 1}):
+                if counters_ok(doc):
+                    self._stat_ids[doc["user_id"]] = doc["_id"]
+                else:
+                    malformed.append(doc["user_id"])
+        if malformed:
+            # another tool broke these counters ($inc would fail on them): recompute them whole,
+            # from the events, which already include this batch's
+            repair(self.s, malformed)
+            per_user = {u: st for u, st in per_user.items() if u not in malformed}
         updates, inserts = [], []
         for uid, st in per_user.items():
             if uid in self._stat_ids:
@@ -152,6 +162,14 @@ def fold_stats(docs: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         if d.get("user") is not None:
             st["user"] = d["user"]
     return out
+
+
+def counters_ok(doc: dict[str, Any]) -> bool:
+    """Whether a user_stats document can take ``increment`` (another tool may have set anything)."""
+    count, counts = doc.get("activity_count"), doc.get("counts")
+    return (isinstance(count, int) and not isinstance(count, bool)
+            and (counts is None or (isinstance(counts, dict)
+                                    and all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()))))
 
 
 def increment(st: dict[str, Any]) -> dict[str, Any]:

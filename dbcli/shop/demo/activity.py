@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.output import Output
 from dbcli.shop.activity.record import record
 from dbcli.shop.activity.stats import STATS_COLUMNS, stats_row, user_stats

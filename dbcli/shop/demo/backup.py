@@ -5,7 +5,7 @@ from __future__ import annotations
 from dbcli.backup.create import create
 from dbcli.backup.listing import human_size
 from dbcli.backup.verify import verify
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.output import Output
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.mongo import documents
 from dbcli.mongo.connection import session
 from dbcli.mongo.query import Query

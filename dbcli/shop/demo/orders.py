@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import ConflictError
 from dbcli.output import Output
 from dbcli.shop.models import Product, User

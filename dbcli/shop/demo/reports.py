@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dbcli.config.model import Config
-from dbcli.output import Output
+from dbcli.output import Output, counted
 from dbcli.reports import charts, mongo_runner, pg_runner, registry
 
 
@@ -24,6 +24,6 @@ def step(cfg: Config, out: Output) -> None:
         shown = result.rows[:10]
         out.rows(shown, result.columns, extended=result.extended)
         if len(result.rows) > len(shown):
-            out.info(f"({len(result.rows) - len(shown)} more rows)")
+            out.info(f"({counted(len(result.rows) - len(shown), 'more row')})")
         if chart and shown and not out.quiet:
             charts.render(out, shown, result.columns, chart, to_stderr=out.fmt != "table")

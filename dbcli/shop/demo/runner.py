@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.errors import DbcliError, UnreachableError
 from dbcli.mongo import embedded as local_mongo
 from dbcli.output import Output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.output import Output
 from dbcli.schema import apply as schema
 from dbcli.schema.mongo_collections import VALIDATORS_NOTE

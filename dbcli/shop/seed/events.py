@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConflictError
 from dbcli.mongo import connection as mongo
@@ -136,7 +136,8 @@ def mongo_target(cfg: Config, events: int) -> tuple[Any, Any]:
             for name in COLLECTIONS:
                 if db[name].find_one({}, {"_id": 1}) is not None:
                     raise ConflictError(f"collection {name} already holds documents: seed fills empty "
-                                        "collections only", hint="seed a fresh database, or empty it first")
+                                        "collections only",
+                                        hint="seed a fresh database, or run dbcli seed --reset to empty it first")
     except BaseException:
         client.close()
         raise

@@ -1,14 +1,15 @@
 """``dbcli seed``: the sample rows streamed into COPY in one transaction, then the activity events.
 
 Same seed, same sizes, same base date: the same rows, byte for byte. Every random choice comes from
-one ``random.Random(seed)`` consumed in a fixed order, and every timestamp is an offset from a fixed
-base date, never ``now()``. Identifiers are assigned by the seed (1..N) and written with COPY, which
-may supply values for ``GENERATED ALWAYS`` identity columns; the sequences are moved past them at
-the end, so later inserts by the application continue at N+1.
+one ``random.Random(seed)`` consumed in a fixed order, and every timestamp is an offset from the base
+date (today at 00:00 UTC unless one is given), never ``now()``. Identifiers are assigned by the seed
+(1..N) and written with COPY, which may supply values for ``GENERATED ALWAYS`` identity columns;
+the sequences are moved past them at the end, so later inserts by the application continue at N+1.
 
 Rows are generated in chunks and streamed into COPY, so memory stays flat however many orders are
 asked for; the whole PostgreSQL load is one transaction (all or nothing). Seed fills an empty schema
-only: it refuses (exit 7) when any of its tables or collections already holds data.
+only: it refuses (exit 7) when any of its tables or collections already holds data, unless asked
+to empty them first (``reset``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from dbcli.config.load import Config
+from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConfigError, ConflictError, DbcliError, InvalidInputError, UsageError
 from dbcli.postgres import connection as postgres
@@ -32,9 +33,11 @@ from dbcli.shop.activity.model import COLLECTIONS
 from dbcli.shop.seed.catalog import catalog_chunks
 from dbcli.shop.seed.events import ActivityData, Progress, load_activity, mongo_target
 from dbcli.shop.seed.orders import order_chunks
+from dbcli.shop.seed.reset import empty_collections, empty_tables
 from dbcli.shop.seed.rows import NULL, PG_TABLES, Chunk, SampleData
 from dbcli.shop.seed.users import user_chunks
 
+# a fixed base date for benchmarks; the command's default is today (see base_of_today)
 BASE_DATE = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 DEFAULTS = {"users": 1000, "products": 200, "orders": 5000, "events": 10000}
 IDENTITY = {"users": "user_id", "addresses": "address_id", "categories": "category_id",
@@ -55,15 +58,18 @@ def pg_chunks(data: SampleData) -> Iterator[Chunk]:
 
 def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULTS["products"],
          orders: int = DEFAULTS["orders"], events: int | None = None, seed: int = 1,
-         base_date: dt.datetime | None = None, progress: Progress | None = None) -> dict[str, int]:
+         base_date: dt.datetime | None = None, progress: Progress | None = None,
+         reset: bool = False) -> dict[str, int]:
     """Fill an empty schema with sample data; returns rows/documents written per table/collection.
 
-    ``events=None`` means the default when a MongoDB is configured and none otherwise.
+    ``events=None`` means the default when a MongoDB is configured and none otherwise;
+    ``base_date=None`` means today (UTC midnight), so "the last 30 days" holds data; ``reset``
+    empties the shop's tables and activity collections first.
     """
     if events is None:
         events = DEFAULTS["events"] if cfg.mongo.configured else 0
     _check_sizes(cfg, users, products, orders, events)
-    base = (base_date or BASE_DATE).astimezone(dt.UTC)
+    base = (base_date or base_of_today()).astimezone(dt.UTC)
     report = progress or (lambda _phase, _done, _total: None)
     rng = random.Random(seed)
     data = SampleData(rng, base, users, products, orders)
@@ -73,6 +79,10 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
     try:
         with errors_translated(cfg), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            if reset:
+                _refuse_if_schema_missing(conn)
+                empty_tables(conn)
+                empty_collections(cfg)
             _refuse_if_not_empty_pg(conn)
             mdb, client = mongo_target(cfg, events)
             try:
@@ -113,16 +123,26 @@ def _check_sizes(cfg: Config, users: int, products: int, orders: int, events: in
                           hint="set mongo.uri or mongo.embedded: true, or pass --events 0")
 
 
-def _refuse_if_not_empty_pg(conn: psycopg.Connection) -> None:
+def base_of_today() -> dt.datetime:
+    """Today at 00:00 UTC: the default end of the data (runs on the same day give the same data)."""
+    today = dt.datetime.now(dt.UTC).date()
+    return dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC)
+
+
+def _refuse_if_schema_missing(conn: psycopg.Connection) -> None:
     missing = [t for t in PG_TABLES
                if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (t,)).fetchone()[0]]  # type: ignore[index]
     if missing:
         raise InvalidInputError(f"table {missing[0]} does not exist: the schema is not applied",
                                 hint="run dbcli schema apply first")
+
+
+def _refuse_if_not_empty_pg(conn: psycopg.Connection) -> None:
+    _refuse_if_schema_missing(conn)
     for t in PG_TABLES:
         if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(t))).fetchone()[0]:  # type: ignore[index]
             raise ConflictError(f"table {t} already holds rows: seed fills an empty schema only",
-                                hint="seed a fresh database, or empty the tables first")
+                                hint="seed a fresh database, or run dbcli seed --reset to empty them first")
 
 
 class _Failed:

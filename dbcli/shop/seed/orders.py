@@ -10,6 +10,9 @@ from dbcli.shop.seed.rows import CHUNK, DAY, NULL, Chunk, SampleData, money, pic
 
 ORDER_STATUS_OLD = (("delivered", 80), ("cancelled", 8), ("refunded", 5), ("shipped", 4), ("paid", 3))
 ORDER_STATUS_NEW = (("pending", 20), ("paid", 30), ("shipped", 30), ("delivered", 12), ("cancelled", 8))
+# users 1..FIRST_BUYERS place orders 1..FIRST_BUYERS (one each, at least), so a first query for
+# user 1 (the getting-started `report run user-orders --param user_id=1`) finds rows
+FIRST_BUYERS = 10
 PAYMENT_METHODS = (("card", 60), ("paypal", 20), ("bank_transfer", 8), ("gift_card", 7),
                    ("cash_on_delivery", 5))
 
@@ -37,6 +40,8 @@ def order_chunks(data: SampleData) -> Iterator[Chunk]:
         buyers = rng.choices(range(data.n_users), cum_weights=user_cw, k=end - start)
         orders, items, payments = [], [], []
         for oid, u in zip(range(start, end), buyers, strict=True):
+            if oid <= FIRST_BUYERS and oid <= data.n_users:
+                u = oid - 1
             created = data.user_created[u]
             # ends 2 h before the base date, so even a retried payment lies before it
             when = created + int(rng.random() * (base - 7200 - created))
