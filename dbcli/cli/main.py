@@ -189,6 +189,14 @@ def _run_command(args: list[str], debug: bool) -> int:
     except Exception as e:
         if debug:
             _print_traceback()
+        if isinstance(e, OSError):  # stdout itself refused (`> /dev/full`, a full disk, ulimit -f)
+            from dbcli.fsutil import write_error
+
+            mapped = write_error(e, "standard output")
+            if mapped is not None:
+                silence_stdout()  # what is still buffered would fail again at exit
+                _print_error(mapped.message, mapped.hint)
+                return int(mapped.exit_code)
         from dbcli.config.redact import redact_text
 
         _print_error(f"unexpected {type(e).__name__}: {redact_text(str(e)).splitlines()[0] if str(e) else ''}",

@@ -81,3 +81,13 @@ def test_one_mapping_for_every_atomic_write(tmp_path: Path) -> None:
     assert isinstance(refused, NotWritableError) and refused.exit_code == 73
     assert refused.message == f"cannot write {tmp_path / 'b'}: permission denied on {tmp_path / 'b'}"
     assert write_error(OSError(errno.ECONNRESET, "reset"), tmp_path) is None
+
+
+@pytest.mark.parametrize("args", [["--version"], ["config", "show", "--format", "json"]])
+def test_full_stdout_exits_74(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "dbcli", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert done.returncode == 74  # was 1: unexpected OSError
+    assert "Error: cannot write standard output: no space left on the device\n" in done.stderr
+    assert "unexpected" not in done.stderr
