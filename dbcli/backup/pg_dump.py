@@ -6,6 +6,8 @@
 - pg_dump writes straight into the backup file (its stdout is the file); only when encrypting does
   its output pass through this process, which still checks pg_dump's exit status and stderr.
 - The finished archive is checked (pg_archive) and hashed before the manifest records it.
+- A server that stops answering mid-dump ends it (exit 4) instead of leaving pg_dump and psql
+  waiting forever: see liveness (progress is the dump file growing).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import IO, Any
 
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import stages
+from dbcli.backup.liveness import Watchdog
 from dbcli.backup.pg_archive import check_archive
 from dbcli.backup.pg_tools import check_version, find_tools, libpq_connection, tool_failure, tool_version
 from dbcli.backup.psql_session import PsqlSession
@@ -98,8 +101,12 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
     tools = find_tools(cfg)
     timeout = cfg.postgres.statement_timeout
     variables = {"dbcli_statement_timeout": f"{int(timeout * 1000)}ms"} if timeout else {}
-    with (libpq_connection(conn_params(cfg)) as (env, conn_arg),
+    params = conn_params(cfg)
+    # the watchdog outermost: its exit reports a stuck server in place of what the kills caused
+    with (libpq_connection(params) as (env, conn_arg),
+          Watchdog(params, cfg.postgres.liveness_check) as watch,
           PsqlSession(tools.psql, env, cfg, conn_arg, variables) as session):
+        watch.guard(session.proc)
         # psql, not psycopg: pg_dump can start as soon as the snapshot exists (see psql_session)
         opened = session.send(("SET statement_timeout = :'dbcli_statement_timeout';\n" if timeout else "")
                               + _OPEN)
@@ -119,8 +126,9 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
         with open_private(dest) as out, tempfile.TemporaryFile() as err:
             digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
             try:
-                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if key else out,
-                                        stderr=err, env=env)
+                proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                                    stdout=subprocess.PIPE if key else out, stderr=err, env=env))
+                watch.follow(lambda: _size(dest))  # encrypted or not, the file grows as pg_dump works
             except BaseException:
                 digest.cancel()
                 raise
@@ -134,6 +142,7 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 code = _wait(proc, dest, f"postgres: dumping {database}", progress)
                 if pump:
                     pump.join()
+                watch.raise_if_fired()  # killed: not a file to hash
                 # the file is complete: hash it while it is synced and its table of contents checked
                 digest.complete()
             except BaseException:
@@ -196,9 +205,15 @@ def _with_partition_totals(tables: list[_Listed], own: dict[tuple[str, str], int
 def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
     """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
     while (code := wait_exited(proc, 0.5)) is None:
-        with suppress(OSError):
-            progress(f"{label}: {dest.stat().st_size / 2**20:.1f} MiB written")
+        progress(f"{label}: {_size(dest) / 2**20:.1f} MiB written")
     return code
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _FileDigest(threading.Thread):

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import stages
+from dbcli.backup.liveness import Watchdog, io_bytes
 from dbcli.backup.pg_compat import PrologueFilter, refused_lines
 from dbcli.backup.pg_restore_sql import closing_sql, opening_sql
 from dbcli.backup.pg_tools import find_tools, libpq_connection, restore_error, tool_failure, tool_version
@@ -71,6 +72,9 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     script's final COMMIT. The script also passes through this process when the target server
     (``server_num``, its ``server_version_num``) refuses a line of the script's prologue, which is
     then dropped (see pg_compat).
+
+    A server that stops answering (no bytes moved by psql for ``postgres.liveness_check`` seconds,
+    and no new connection accepted) has pg_restore and psql killed, nothing committed: see liveness.
     """
     tools = find_tools(cfg)
     restore_version, restore_major = tool_version(tools.pg_restore)  # may differ from pg_dump's
@@ -86,12 +90,16 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                  "--set=ON_ERROR_STOP=1", "--file=-"]
     head, tail = opening_sql(restore_major, check_empty=not drop), closing_sql(tables, own_rows)
     progress(f"postgres: restoring {path.name}")
-    with (libpq_connection(conn_params(cfg, dbname=dbname)) as (env, conn_arg),
+    params = conn_params(cfg, dbname=dbname)
+    with (libpq_connection(params) as (env, conn_arg),
           tempfile.TemporaryFile() as out,
-          tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err):
+          tempfile.TemporaryFile() as psql_err, tempfile.TemporaryFile() as restore_err,
+          Watchdog(params, cfg.postgres.liveness_check) as watch):
         # our lines are read as UTF-8; pg_restore's script sets the dump's own encoding for its part
-        psql = subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out, stderr=psql_err,
-                                env={**env, "PGCLIENTENCODING": "UTF8"})
+        psql = watch.guard(subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out,
+                                            stderr=psql_err, env={**env, "PGCLIENTENCODING": "UTF8"}))
+        # the stream moves while psql reads the script or talks to the server, whichever way it comes
+        watch.follow(lambda: io_bytes(psql.pid))
         assert psql.stdin is not None
         reader = _ArchiveReader(path, key, sha256)
         restore_code, problem, script_end = 0, None, b""
@@ -100,9 +108,10 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
             if sent:
                 # straight into psql: this process keeps its own end of psql's stdin open, so psql
                 # sees no end of input before the closing SQL has followed
-                dumper = subprocess.Popen([str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
-                                          stdin=subprocess.PIPE if key else subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err)
+                dumper = watch.guard(subprocess.Popen(
+                    [str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
+                    stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err))
                 try:
                     reader.start(dumper.stdin)
                     if relay:
@@ -112,6 +121,7 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                     else:
                         stages.reached("pg_restore")
                     restore_code = dumper.wait()
+                    watch.raise_if_fired()
                     restore_err.seek(0)
                     if restore_code == -signal.SIGPIPE or b"Broken pipe" in restore_err.read():
                         sent = False  # psql stopped reading: it failed, and its stderr says why
@@ -122,8 +132,8 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                             reader.stop()  # refused before reading anything: the hash cannot matter
                         # otherwise psql may have choked on a damaged archive: the hash says so
                 finally:
-                    if dumper.poll() is None:
-                        reader.stop()
+                    if dumper.poll() is None or watch.fired:
+                        reader.stop()  # a killed restore: its checksum cannot matter
                         dumper.kill()
                         dumper.wait()
                     reader.join()

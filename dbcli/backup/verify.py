@@ -201,8 +201,12 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
                                              own_rows=pg.get("row_counts") == "own", server_num=server_num,
                                              progress=progress)
                     _compare(result, "restore-test", done.counts, lambda r: f"postgres {r['schema']}.{r['table']}")
-                finally:
-                    _drop_pg_database(cfg, scratch)
+                except BaseException:
+                    # the restore's error is the one to report (a stuck server cannot drop it either)
+                    with contextlib.suppress(DbcliError):
+                        _drop_pg_database(cfg, scratch)
+                    raise
+                _drop_pg_database(cfg, scratch)
             except (UnreachableError, ConfigError) as e:
                 result.skip("restore-test", subject, e)
             except DbcliError as e:
