@@ -23,6 +23,8 @@ GROUPS: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("servers", "ping"), "wait": ("servers", "wait"),
     "seed": ("seed", "seed"), "demo": ("demo", "demo"),
+    "sql": ("sql", "sql"),
+    "psql": ("shell", "psql"), "env": ("shell", "env"),
 }
 _VALUE_OPTIONS = {"--config", "-c", "--profile", "-p", "--format", "-f"}
 

@@ -1,3 +1,3 @@
 """MongoDB: connections with timeouts, the local MongoDB-wire server, documents (CRUD, import/export),
-collection schemas and their validation, and the update simulator.
+ad-hoc aggregations and distinct values, collection schemas and their validation, and the update simulator.
 """

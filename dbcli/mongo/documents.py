@@ -123,12 +123,13 @@ def find(cfg: Config, name: str, query: Query, *, on_done: Callable[[Encryptor |
     except BaseException:
         mc.close()
         raise
-    return _stream(mc, cursor, first, name, decrypt, lambda: on_done(enc) if on_done is not None else None)
+    return stream(mc, cursor, first, name, decrypt, lambda: on_done(enc) if on_done is not None else None)
 
 
-def _stream(mc: Any, cursor: Any, first: dict[str, Any] | None, name: str,
-            decrypt: Callable[[str, dict[str, Any]], dict[str, Any]] | None, done: Callable[[], Any]
-            ) -> Iterator[dict[str, Any]]:
+def stream(mc: Any, cursor: Any, first: dict[str, Any] | None, name: str,
+           decrypt: Callable[[str, dict[str, Any]], dict[str, Any]] | None, done: Callable[[], Any]
+           ) -> Iterator[dict[str, Any]]:
+    """Yield ``first`` then the rest of ``cursor`` (decrypted), closing the client at the end."""
     try:
         if first is None:
             return

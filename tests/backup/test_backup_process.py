@@ -36,18 +36,27 @@ class Running:
         self.proc = subprocess.Popen([sys.executable, *command, *args], cwd=cwd, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)
-        self._reader.start()
+        self.out: list[str] = []
+        # both pipes read by threads of their own: communicate() would race them for stderr
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.proc.stderr, self.lines), (self.proc.stdout, self.out))]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self, stream: IO[str]) -> None:
+    @staticmethod
+    def _read(stream: IO[str], lines: list[str]) -> None:
         for line in stream:
-            self.lines.append(line)
+            lines.append(line)
+
+    def _join(self) -> None:
+        for reader in self._readers:
+            reader.join(5)
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not any(text in line for line in self.lines):
             if self.proc.poll() is not None:
-                self._reader.join(5)
+                self._join()
                 pytest.fail(f"exited {self.proc.returncode} before {text!r}: {''.join(self.lines)}")
             if time.monotonic() > deadline:
                 pytest.fail(f"no {text!r} within {timeout}s: {''.join(self.lines)}")
@@ -55,13 +64,13 @@ class Running:
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: dbcli and its pg_dump
-        self.proc.communicate(timeout=10)  # reaps it and closes the pipes
-        self._reader.join(5)
+        self.proc.wait(timeout=10)
+        self._join()
 
     def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
-        self._reader.join(5)
-        return self.proc.returncode, out, "".join(self.lines)
+        self.proc.wait(timeout=timeout)
+        self._join()
+        return self.proc.returncode, "".join(self.out), "".join(self.lines)
 
 
 @pytest.mark.parametrize("stage", ["pg_dump", "mongo", "manifest"])

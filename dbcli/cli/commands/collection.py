@@ -1,4 +1,6 @@
-"""dbcli collection list | insert | find | count | update | delete | import | export | indexes"""
+"""dbcli collection list | insert | find | count | update | delete | import | export | indexes
+
+aggregate and distinct live in collection_query (registered at the end of this module)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli.commands import collection_query
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from dbcli.encryption.fields import Encryptor
     from dbcli.output import Output
 
 app = typer.Typer(help="CRUD, import and export on MongoDB collections (Extended JSON).", no_args_is_help=True)
@@ -23,13 +25,6 @@ FilterOpt = Annotated[str | None, typer.Option("--filter", help="Filter document
 AllOpt = Annotated[bool, typer.Option("--all", help="Allow touching every document (no --filter).")]
 OneOpt = Annotated[bool, typer.Option("--one", help="Touch at most one matching document.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print how many documents match; change nothing.")]
-
-
-def _notices(out: Output) -> Any:
-    def show(enc: Encryptor | None) -> None:
-        for message in enc.notices() if enc is not None else []:
-            out.warn(message)
-    return show
 
 
 @app.command("list")
@@ -124,7 +119,7 @@ def find(
     asked = query.Query(filter=query.parse_object(filter_, "--filter") or {},
                         projection=query.parse_object(projection, "--projection"),
                         sort=query.parse_sort(sort), limit=limit, skip=skip)
-    out.rows(documents.find(st.config, collection, asked, on_done=_notices(out)), extended=True)
+    out.rows(documents.find(st.config, collection, asked, on_done=collection_query.notices(out)), extended=True)
 
 
 @app.command("count")
@@ -367,3 +362,6 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+collection_query.register(app)

@@ -1,4 +1,4 @@
-"""dbcli table list | describe | get | find | insert | update | delete | import | export"""
+"""dbcli table list | describe | get | find | count | insert | update | delete | import | export"""
 
 from __future__ import annotations
 
@@ -144,6 +144,21 @@ def find(
         names, rows = uow.table(table).find(_filters(where), order_by=order_by or [], limit=limit,
                                             columns=_columns(columns))
         out.rows(rows, names)
+
+
+@app.command("count")
+def count(ctx: typer.Context, table: TableArg, where: WhereOpt = None, fmt: FormatOpt = None,
+          quiet: QuietOpt = False) -> None:
+    """Count the rows matching every --where condition, exactly (all rows without one).
+
+    Example:
+        dbcli table count orders --where status=paid
+    """
+    out = state(ctx).output(fmt, quiet)
+    with _unit(ctx, out) as uow:
+        gw = uow.table(table)
+        n = gw.count(_filters(where))
+    out.record({"table": gw.table.display, "count": n})
 
 
 @app.command("insert")
