@@ -9,8 +9,9 @@ leaves open:
   transaction (having written nothing) and the run stops there, before the next statement;
 - the timeout is set with a query first, so the transaction has its snapshot and a later
   ``SET TRANSACTION READ WRITE`` is refused by the server;
-- ``COPY`` (``TO PROGRAM``/to a server file), ``DO`` blocks and ``lo_export`` write outside the
-  database where a read-only transaction does not look: they are refused before anything runs.
+- ``COPY`` (``TO PROGRAM``/to a server file), ``DO`` blocks, ``lo_export``/``lo_import`` (server
+  files) and the large-object writers (allowed read-only before PostgreSQL 16) are refused before
+  anything runs.
 
 This module imports psycopg: the CLI loads it only for ``dbcli sql``.
 """
@@ -46,7 +47,12 @@ _TOKEN = re.compile(r"""
 # statements that write outside the database, where a READ ONLY transaction does not look
 _REFUSED_FIRST = {"copy": "COPY (it can write server files or run programs)",
                   "do": "DO blocks (they can run COPY or functions with side effects)"}
-_REFUSED_NAMES = {"lo_export": "lo_export (it writes a server file)"}
+_REFUSED_NAMES = {"lo_export": "lo_export (it writes a server file)",
+                  "lo_import": "lo_import (it reads a server file)"}
+# large-object writes: PostgreSQL before 16 allows them in a read-only transaction
+_REFUSED_NAMES.update({name: f"{name} (it writes a large object)" for name in (
+    "lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lo_truncate", "lo_truncate64",
+    "lowrite")})
 # statements that end the transaction: the run's statements must commit or roll back together
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort"}
 
