@@ -143,8 +143,9 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 if pump:
                     pump.join()
                 watch.raise_if_fired()  # killed: not a file to hash
-                # the file is complete: hash it while it is synced and its table of contents checked
-                digest.complete()
+                if code == 0 and not (pump and pump.error):
+                    # the file is complete: hash it while it is synced and its table of contents checked
+                    digest.complete()
             except BaseException:
                 digest.cancel()
                 proc.kill()
@@ -152,19 +153,27 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                 if pump:
                     pump.join()
                 raise
-            out.flush()
-            os.fsync(out.fileno())
             err.seek(0)
             stderr = err.read().decode(errors="replace")
-    if pump and pump.error:
-        raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
-    if code != 0:
-        raise _failure(code, stderr, dest)
-    size = dest.stat().st_size
-    if size < MIN_DUMP_BYTES:
-        raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
-    progress("postgres: checking the archive")
-    large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+                if pump and pump.error:
+                    raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
+                if code != 0:
+                    raise _failure(code, stderr, dest)
+            except BaseException:
+                _drop(digest)
+                raise
+    try:
+        size = dest.stat().st_size
+        if size < MIN_DUMP_BYTES:
+            raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
+        progress("postgres: checking the archive")
+        large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
+    except BaseException:
+        _drop(digest)
+        raise
     return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
                       file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
 
@@ -254,6 +263,16 @@ class _FileDigest(threading.Thread):
             raise self.error
         assert self.digest is not None
         return self.digest
+
+
+def _drop(digest: _FileDigest) -> None:
+    """Stop the digest and wait until it has closed the file.
+
+    An open descriptor keeps an unlinked file's blocks: on a full disk the failure record written
+    next needs them back.
+    """
+    digest.cancel()
+    digest.join()
 
 
 class _Pump(threading.Thread):

@@ -135,6 +135,7 @@ def test_no_space_left_exits_74_and_leaves_no_backup(big_seeded: Any, tmp_path: 
     script = f"mount -t tmpfs -o size=256k tmpfs {small}; {create}; echo rc=$?; ls -A {small}"
     done = subprocess.run(["unshare", "-m" if os.geteuid() == 0 else "-rm", "bash", "-c", script],
                           capture_output=True, text=True, timeout=300, check=False)
+    assert len(done.stdout.split()) >= 3, (done.stdout, done.stderr)
     rc, lock, record, *more = done.stdout.split()
     assert (rc, lock, more) == ("rc=74", ".lock", []), done.stderr
     # the failed run's record (a manifest only, listed as failed): no .partial-*, no half dump
