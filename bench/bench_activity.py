@@ -1,25 +1,27 @@
-"""Benchmark: ``dbcli activity ingest`` vs a raw pymongo script issuing the same bulk writes, same run.
+"""Benchmark: activity writes and upsert imports, dbcli against raw pymongo on the same server, same run.
 
-Starts its own embedded PostgreSQL (the e-commerce schema, ``--users`` users) and FerretDB
-(SQLite backend) on a scratch directory, writes a JSONL file of ``--events`` events in time order
-(``--users`` users over ``--hours`` hours, five types), then ingests it into fresh databases:
+Starts its own embedded PostgreSQL (the shop schema) and a MongoDB-wire server (``--engine``:
+FerretDB 1.24 on SQLite, the default; ``ferretdb1-postgres``; ``ferretdb2``, FerretDB 2.7 +
+DocumentDB from scripts/build-ferretdb2; or ``--uri`` of a running server) on a scratch directory,
+then measures three things:
 
-* raw: an in-process pymongo script doing the same job with the same batches and the same writes:
-  read a line, ``json.loads``, parse the timestamp, derive the event id (SHA-256 of the canonical
-  event), extended reference from one PostgreSQL query; per batch ``insert_many(ordered=False)``
-  of the events, one ``find`` of the open buckets, ``bulk_write`` of ``$push`` UpdateOnes by ``_id``
-  plus ``insert_many`` of new buckets, one ``find`` of the user_stats ids, ``bulk_write`` of
-  ``$inc``/``$min``/``$max`` UpdateOnes plus ``insert_many`` of new counters (update bulks in
-  groups of 50, as dbcli sends them to FerretDB). No validation, no
-  journal, no crash recovery, one pass over the input;
-* dbcli: ``dbcli activity ingest FILE --batch-size N`` as a subprocess (start-up, the validation
-  pass, the PostgreSQL check, the journal writes and the report included).
+1. ``dbcli activity ingest`` of ``--events`` events (``--users`` users over ``--hours`` hours, in
+   time order) against an in-process pymongo script doing the same writes with the same batches:
+   parse, derive the event id, ``insert_many`` of the events, and the counters and hourly buckets
+   written the way the server takes them best (what dbcli does, without validation, journal or
+   recovery): on FerretDB 1.x one read of the counters and open buckets a batch touches, then
+   ``delete_many`` + ``insert_many`` of their new versions; elsewhere unordered bulks of one
+   ``$inc``/``$min``/``$max`` update per user and one ``$push`` per bucket. Both end with identical
+   counters and buckets (checked). Goal: dbcli >= 0.9x raw.
+2. crash recovery: ``activity ingest`` of ``--recovery-events`` events over ``--recovery-users``
+   users killed (SIGKILL) mid-run, then the time the next writer takes to finish the dead batch.
+   Goal: < 5 s for 10,000 users.
+3. ``collection import --upsert-key`` of ``--import-docs`` documents into a collection that holds
+   ``--import-base`` documents, against the same import into an empty collection. Goal: >= 0.8x.
+   On FerretDB 1.24 every upsert statement reads the whole collection, so use small sizes there.
 
-Both end with identical user_stats and bucket contents (checked). Prints throughputs, the ratio
-(goal: dbcli >= 0.9x raw) and the CPU seconds of client + FerretDB, which a busy machine does not
-distort.
-
-    /tmp/venv/bin/python bench/bench_activity.py --events 100000
+    .venv/bin/python bench/bench_activity.py --events 30000 --users 3000
+    .venv/bin/python bench/bench_activity.py --engine ferretdb2 --events 100000
 """
 
 from __future__ import annotations
@@ -30,23 +32,24 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_collections import children_cpu, server_cpu, start_ferretdb  # noqa: E402
+from bench.bench_collections import children_cpu, server_cpu  # noqa: E402
 
 TYPES = ["login", "page.view", "search", "add_to_cart", "checkout"]
 TIERS = ["standard", "silver", "gold", "platinum"]
 CAP = 200
-UPDATE_CHUNK = 50  # FerretDB v1.24 never answers an update command of 100 or more statements
 
 
 def write_events(path: Path, n: int, users: int, hours: int) -> None:
@@ -60,53 +63,184 @@ def write_events(path: Path, n: int, users: int, hours: int) -> None:
                                  "timestamp": ts.isoformat(), "data": {"path": f"/p/{i % 100}"}}) + "\n")
 
 
-def start_postgres(work: Path, users: int) -> str:
-    import psycopg
-    from psycopg.conninfo import make_conninfo
+# ---- servers -----------------------------------------------------------------------------------
 
-    from dbcli.config.load import load_config
-    from dbcli.postgres import embedded as local_pg
-    from dbcli.schema.files import migrations
+class Servers:
+    """The embedded PostgreSQL and the MongoDB-wire server of the run."""
 
-    server = local_pg.ensure_running(work / "pg" / "data", "bench")
-    dsn = make_conninfo("", **server.conninfo("bench"))
-    with psycopg.connect(dsn) as conn:
-        for m in migrations(load_config()):
-            conn.execute(m.sql.encode())
-        with conn.cursor().copy("COPY users (user_id, email, name, tier) FROM STDIN") as copy:
-            for uid in range(1, users + 1):
-                copy.write_row((uid, f"u{uid}@example.com", f"User {uid}", TIERS[uid % 4]))
-        conn.execute("SELECT setval(pg_get_serial_sequence('users', 'user_id'), %s)", (users,))
-    return dsn
+    def __init__(self, work: Path, engine: str, uri: str | None) -> None:
+        self.work, self.engine = work, engine
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cluster: Any = None
+        self.uri = uri or self._start_mongo()
+
+    def _start_mongo(self) -> str:
+        from dbcli.errors import UnreachableError
+        from dbcli.mongo import pg_backend
+        from dbcli.mongo.embedded import built_ferretdb, start_server
+
+        data = self.work / "mongo"
+        data.mkdir()
+        binary = built_ferretdb() if self.engine != "ferretdb2" else None
+        try:
+            if self.engine in pg_backend.PG_ENGINES:
+                root = pg_backend.ferretdb2_build() if self.engine == "ferretdb2" else None
+                if self.engine == "ferretdb2":
+                    if root is None:
+                        sys.exit("FerretDB 2.7 is not built (scripts/build-ferretdb2)")
+                    binary = str(root / "ferretdb")
+                self.cluster = pg_backend.start_cluster(self.engine, pg_backend.backend_bin(self.engine, root),
+                                                        data / "pg")
+            if binary is None:
+                sys.exit("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_FERRETDB)")
+            self.proc, port = start_server(binary, self.engine if self.cluster else "ferretdb", data,
+                                           cluster=self.cluster)
+        except UnreachableError as e:
+            sys.exit(f"{self.engine} did not start: {e}")
+        return f"mongodb://127.0.0.1:{port}/"
+
+    def start_postgres(self, users: int) -> str:
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        from dbcli.config.load import load_config
+        from dbcli.postgres import embedded as local_pg
+        from dbcli.schema.files import migrations
+
+        server = local_pg.ensure_running(self.work / "pg" / "data", "bench")
+        dsn = make_conninfo("", **server.conninfo("bench"))
+        with psycopg.connect(dsn) as conn:
+            if conn.execute("SELECT to_regclass('users')").fetchone() == (None,):
+                for m in migrations(load_config()):
+                    conn.execute(m.sql.encode())
+            have = conn.execute("SELECT coalesce(max(user_id), 0) FROM users").fetchone()[0]
+            with conn.cursor().copy("COPY users (user_id, email, name, tier) FROM STDIN") as copy:
+                for uid in range(have + 1, users + 1):
+                    copy.write_row((uid, f"u{uid}@example.com", f"User {uid}", TIERS[uid % 4]))
+            conn.execute("SELECT setval(pg_get_serial_sequence('users', 'user_id'), %s)", (max(users, have),))
+        return dsn
+
+    def cpu(self) -> float:
+        """CPU seconds of the MongoDB-wire server so far (0 for --uri)."""
+        return server_cpu(self.proc.pid) if self.proc is not None else 0.0
+
+    def stop(self) -> None:
+        from dbcli.mongo import pg_backend
+        from dbcli.postgres import embedded as local_pg
+
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.cluster is not None:
+            pg_backend.stop_cluster(self.cluster.bin_dir, self.cluster.data_dir)
+        local_pg.stop(self.work / "pg" / "data")
 
 
-# ---- the raw script ----------------------------------------------------------------------------
+def config_file(servers: Servers, dsn: str, database: str) -> Path:
+    cfg = servers.work / f"{database}.yaml"
+    cfg.write_text(json.dumps({"postgres": {"dsn": dsn}, "mongo": {"uri": servers.uri, "database": database}}))
+    return cfg
 
-def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -> float:
-    import psycopg
-    from bson import ObjectId
-    from pymongo import MongoClient, UpdateOne
 
+def dbcli(cfg: Path, *args: str) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
-    client = MongoClient(uri, tz_aware=True)
-    db = client[database]
-    # the same collections and indexes dbcli writes into (index upkeep is part of every insert)
-    for spec_file in sorted((ROOT / "dbcli" / "shop" / "schema" / "mongo").glob("*.json")):
-        spec = json.loads(spec_file.read_text())
-        for ix in spec["indexes"]:
-            db[spec["name"]].create_index([tuple(k) for k in ix["keys"]], name=ix["name"],
-                                          unique=bool(ix.get("unique")))
-    with psycopg.connect(dsn) as conn:
-        refs = {u: {"name": n, "tier": t} for u, n, t in conn.execute("SELECT user_id, name, tier FROM users")}
-    open_buckets: dict[tuple[int, str], Any] = {}
-    stat_ids: dict[int, Any] = {}
+    proc = subprocess.run([sys.executable, "-m", "dbcli", "-c", str(cfg), *args, "-f", "json"],
+                          capture_output=True, text=True, check=False, cwd=cfg.parent)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"dbcli {' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr}")
+    return elapsed, json.loads(proc.stdout)
+
+
+# ---- 1. ingest: the raw script -----------------------------------------------------------------
+
+def fold(docs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    per_user: dict[int, dict[str, Any]] = {}
+    for d in docs:
+        st = per_user.setdefault(d["user_id"], {"n": 0, "counts": defaultdict(int), "first": d["timestamp"],
+                                                "last": d["timestamp"], "user": d["user"]})
+        st["n"] += 1
+        st["counts"][d["type"].replace(".", "\uff0e")] += 1
+        st["first"], st["last"] = min(st["first"], d["timestamp"]), max(st["last"], d["timestamp"])
+    return per_user
+
+
+def summaries(docs: list[dict[str, Any]]) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    pending: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for d in sorted(docs, key=lambda d: (d["timestamp"], d["event_id"])):
+        pending[(d["user_id"], d["hour"])].append({"event_id": d["event_id"], "type": d["type"], "ts": d["timestamp"]})
+    return pending
+
+
+def rewrite_writer(db: Any) -> Callable[[list[dict[str, Any]]], None]:
+    """FerretDB 1.x: read what the batch touches once, delete the old versions, insert the new ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bson import ObjectId
+
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def newest(pending: dict[tuple[int, str], list[Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+        out: dict[tuple[int, str], dict[str, Any]] = {}
+        q = {"user_id": {"$in": sorted({u for u, _ in pending})}, "hour": {"$in": sorted({h for _, h in pending})}}
+        for b in db.activity_buckets.find(q):
+            pair = (b["user_id"], b["hour"])
+            if pair in pending and (pair not in out or b["seq"] > out[pair]["seq"]):
+                out[pair] = b
+        return out
 
     def write(docs: list[dict[str, Any]]) -> None:
         db.user_activities.insert_many(docs, ordered=False)
-        pending: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
-        for d in sorted(docs, key=lambda d: (d["timestamp"], d["event_id"])):
-            pending[(d["user_id"], d["hour"])].append({"event_id": d["event_id"], "type": d["type"],
-                                                       "ts": d["timestamp"]})
+        per_user, pending = fold(docs), summaries(docs)
+        last_of = pool.submit(newest, pending)
+        stats = {s["user_id"]: s for s in db.user_stats.find({"user_id": {"$in": list(per_user)}})}
+        new_stats = []
+        for uid, st in per_user.items():
+            old = stats.get(uid) or {"_id": ObjectId(), "user_id": uid, "activity_count": 0, "counts": {},
+                                     "first_activity": st["first"], "last_activity": st["last"]}
+            counts = dict(old["counts"])
+            for k, v in st["counts"].items():
+                counts[k] = counts.get(k, 0) + v
+            new_stats.append({**old, "activity_count": old["activity_count"] + st["n"], "counts": counts,
+                              "first_activity": min(old["first_activity"], st["first"]),
+                              "last_activity": max(old["last_activity"], st["last"]), "user": st["user"]})
+        last, buckets, replaced = last_of.result(), [], []
+        for pair, items in pending.items():
+            b = last.get(pair)
+            seq = -1 if b is None else b["seq"]
+            if b is not None and b["count"] < CAP:
+                k = CAP - b["count"]
+                buckets.append({**b, "count": b["count"] + len(items[:k]), "events": b["events"] + items[:k]})
+                replaced.append(b["_id"])
+                items = items[k:]
+            for i in range(0, len(items), CAP):
+                seq += 1
+                buckets.append({"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq,
+                                "count": len(items[i:i + CAP]), "events": items[i:i + CAP]})
+        for coll, docs_, old_ids in ((db.activity_buckets, buckets, replaced),
+                                     (db.user_stats, new_stats, [s["_id"] for s in stats.values()])):
+            if old_ids:
+                coll.delete_many({"_id": {"$in": old_ids}})
+            if docs_:
+                coll.insert_many(docs_, ordered=False)
+    return write
+
+
+def update_writer(db: Any, limit: int) -> Callable[[list[dict[str, Any]]], None]:
+    """Elsewhere: unordered bulks of one $inc update per user and one guarded $push per open bucket."""
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    open_buckets: dict[tuple[int, str], Any] = {}
+    stat_ids: dict[int, Any] = {}
+
+    def bulk(coll: Any, ops: list[Any]) -> None:
+        for i in range(0, len(ops), limit):
+            coll.bulk_write(ops[i:i + limit], ordered=False)
+
+    def write(docs: list[dict[str, Any]]) -> None:
+        db.user_activities.insert_many(docs, ordered=False)
+        per_user, pending = fold(docs), summaries(docs)
         unseen = [p for p in pending if p not in open_buckets]
         if unseen:
             found: dict[tuple[int, str], Any] = {}
@@ -122,8 +256,7 @@ def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -
             state = open_buckets.get(pair)
             if state is not None and state[1] < CAP:
                 k = min(CAP - state[1], len(items))
-                # by _id only, as dbcli writes to FerretDB (a guard condition would decode every bucket)
-                updates.append(UpdateOne({"_id": state[2]},
+                updates.append(UpdateOne({"_id": state[2], "count": {"$lte": CAP - k}},
                                          {"$push": {"events": {"$each": items[:k]}}, "$inc": {"count": k}}))
                 state, items = (state[0], state[1] + k, state[2]), items[k:]
             while items:
@@ -134,17 +267,9 @@ def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -
                 inserts.append(doc)
                 state = (seq, len(chunk), doc["_id"])
             open_buckets[pair] = state
-        for i in range(0, len(updates), UPDATE_CHUNK):
-            db.activity_buckets.bulk_write(updates[i:i + UPDATE_CHUNK], ordered=False)
+        bulk(db.activity_buckets, updates)
         if inserts:
             db.activity_buckets.insert_many(inserts, ordered=False)
-        per_user: dict[int, dict[str, Any]] = {}
-        for d in docs:
-            st = per_user.setdefault(d["user_id"], {"n": 0, "counts": defaultdict(int), "first": d["timestamp"],
-                                                    "last": d["timestamp"]})
-            st["n"] += 1
-            st["counts"][d["type"].replace(".", "\uff0e")] += 1
-            st["first"], st["last"] = min(st["first"], d["timestamp"]), max(st["last"], d["timestamp"])
         unknown = [u for u in per_user if u not in stat_ids]
         if unknown:
             for s in db.user_stats.find({"user_id": {"$in": unknown}}, {"user_id": 1}):
@@ -155,17 +280,36 @@ def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -
                 ups.append(UpdateOne({"_id": stat_ids[uid]}, {
                     "$inc": {"activity_count": st["n"], **{f"counts.{k}": v for k, v in st["counts"].items()}},
                     "$min": {"first_activity": st["first"]}, "$max": {"last_activity": st["last"]},
-                    "$set": {"user": refs[uid]}}))
+                    "$set": {"user": st["user"]}}))
             else:
                 doc = {"_id": ObjectId(), "user_id": uid, "activity_count": st["n"], "counts": dict(st["counts"]),
-                       "first_activity": st["first"], "last_activity": st["last"], "user": refs[uid]}
+                       "first_activity": st["first"], "last_activity": st["last"], "user": st["user"]}
                 new.append(doc)
                 stat_ids[uid] = doc["_id"]
-        for i in range(0, len(ups), UPDATE_CHUNK):
-            db.user_stats.bulk_write(ups[i:i + UPDATE_CHUNK], ordered=False)
+        bulk(db.user_stats, ups)
         if new:
             db.user_stats.insert_many(new, ordered=False)
+    return write
 
+
+def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -> float:
+    import psycopg
+    from pymongo import MongoClient
+
+    from dbcli.mongo.bulk import is_ferretdb1, statement_limit
+
+    start = time.perf_counter()
+    client: Any = MongoClient(uri, tz_aware=True)
+    db = client[database]
+    # the same collections and indexes dbcli writes into (index upkeep is part of every insert)
+    for spec_file in sorted((ROOT / "dbcli" / "shop" / "schema" / "mongo").glob("*.json")):
+        spec = json.loads(spec_file.read_text())
+        for ix in spec["indexes"]:
+            db[spec["name"]].create_index([tuple(k) for k in ix["keys"]], name=ix["name"],
+                                          unique=bool(ix.get("unique")))
+    with psycopg.connect(dsn) as conn:
+        refs = {u: {"name": n, "tier": t} for u, n, t in conn.execute("SELECT user_id, name, tier FROM users")}
+    write = rewrite_writer(db) if is_ferretdb1(client) else update_writer(db, statement_limit(client))
     batch: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -187,24 +331,11 @@ def raw_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int) -
     return time.perf_counter() - start
 
 
-def dbcli_ingest(uri: str, database: str, dsn: str, path: Path, batch_size: int, work: Path) -> tuple[float, dict]:
-    cfg = work / f"{database}.yaml"
-    cfg.write_text(json.dumps({"postgres": {"dsn": dsn}, "mongo": {"uri": uri, "database": database}}))
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dbcli", "-c", str(cfg), "activity", "ingest", str(path),
-                           "--batch-size", str(batch_size), "-f", "json"],
-                          capture_output=True, text=True, check=False, cwd=work)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"dbcli activity ingest failed ({proc.returncode}): {proc.stderr}")
-    return elapsed, json.loads(proc.stdout)
-
-
 def same_result(uri: str, a: str, b: str) -> bool:
     """user_stats and bucket contents (ignoring _id) are identical in both databases."""
     from pymongo import MongoClient
 
-    client = MongoClient(uri, tz_aware=True)
+    client: Any = MongoClient(uri, tz_aware=True)
 
     def snapshot(name: str) -> tuple[list[Any], list[Any]]:
         db = client[name]
@@ -218,58 +349,160 @@ def same_result(uri: str, a: str, b: str) -> bool:
         client.close()
 
 
+def bench_ingest(servers: Servers, dsn: str, args: argparse.Namespace) -> None:
+    data = servers.work / "events.jsonl"
+    write_events(data, args.events, args.users, args.hours)
+    print(f"1. ingest: {args.events} events, {args.users} users over {args.hours} h, batch {args.batch_size}",
+          flush=True)
+    best = {"raw": float("inf"), "dbcli": float("inf")}
+    cpu: dict[str, list[float]] = {"raw": [], "dbcli": []}
+    report: dict[str, Any] = {}
+    for r in range(args.rounds):
+        for side in (("dbcli", "raw") if r % 2 else ("raw", "dbcli")):
+            s0 = servers.cpu()
+            if side == "raw":
+                c0 = time.process_time()
+                took = raw_ingest(servers.uri, f"raw{r}", dsn, data, args.batch_size)
+                client_cpu = time.process_time() - c0
+            else:
+                c0 = children_cpu()
+                took, report = dbcli(config_file(servers, dsn, f"dbcli{r}"), "activity", "ingest", str(data),
+                                     "--batch-size", str(args.batch_size))
+                client_cpu = children_cpu() - c0
+            cpu[side].append(client_cpu + servers.cpu() - s0)
+            best[side] = min(best[side], took)
+            print(f"   round {r + 1}: {side:5} {took:7.2f} s ({cpu[side][-1]:.1f} cpu-s)", flush=True)
+        if not same_result(servers.uri, f"raw{r}", f"dbcli{r}"):
+            sys.exit("the raw script and dbcli ended with different counters or buckets")
+    assert report.get("inserted") == args.events, report
+    raw_rate, dbcli_rate = args.events / best["raw"], args.events / best["dbcli"]
+    print(f"   raw pymongo, same writes      : {best['raw']:7.2f} s  {raw_rate:8.0f} events/s")
+    print(f"   dbcli activity ingest         : {best['dbcli']:7.2f} s  {dbcli_rate:8.0f} events/s  "
+          "(incl. start-up, validation pass, journal)")
+    print(f"   throughput ratio dbcli/raw    : {dbcli_rate / raw_rate:.2f}x  (goal >= 0.90x)")
+    print(f"   cpu-seconds (client + server), best: raw {min(cpu['raw']):.1f}, dbcli {min(cpu['dbcli']):.1f} "
+          f"-> ratio {min(cpu['raw']) / min(cpu['dbcli']):.2f}x; counters and buckets identical", flush=True)
+
+
+# ---- 2. crash recovery -------------------------------------------------------------------------
+
+def bench_recovery(servers: Servers, dsn: str, args: argparse.Namespace) -> None:
+    from pymongo import MongoClient
+
+    from dbcli.config.load import load_config
+    from dbcli.shop.activity.recompute import recover
+    from dbcli.shop.activity.session import open_session
+
+    data = servers.work / "recovery.jsonl"
+    write_events(data, args.recovery_events, args.recovery_users, args.hours)
+    cfg = config_file(servers, dsn, "recovery")
+    print(f"2. recovery: ingest of {args.recovery_events} events over {args.recovery_users} users, "
+          f"batch {args.batch_size}, killed mid-run", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "dbcli", "-c", str(cfg), "activity", "ingest", str(data),
+                             "--batch-size", str(args.batch_size), "-q"], cwd=servers.work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client: Any = MongoClient(servers.uri, tz_aware=True)
+    db = client["recovery"]
+    target = args.recovery_events * 0.4
+    try:
+        while db.user_activities.estimated_document_count() < target:
+            if proc.poll() is not None:
+                sys.exit("the ingest ended before it could be killed")
+            time.sleep(0.05)
+        # mid-batch: wait until a batch has its journal entry (its events are being written)
+        while db.activity_journal.count_documents({}) == 0 and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(random.Random(2).uniform(0, 1.0))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    entries = list(db.activity_journal.find({}, {"users": 1, "plan": 1}))
+    stored = db.user_activities.count_documents({})
+    client.close()
+    batch_users = sum(len(e.get("users") or []) for e in entries)
+    planned = any("plan" in e for e in entries)
+    config = load_config(str(cfg))
+    start = time.perf_counter()
+    with open_session(config) as session:
+        opened = time.perf_counter()
+        recovered = recover(session)
+    took = time.perf_counter() - opened
+    print(f"   killed with {stored} events stored, {len(entries)} journal entry ({batch_users} users, "
+          f"plan recorded: {'yes' if planned else 'no'})")
+    print(f"   recovery: {recovered} users in {took:.2f} s (+{opened - start:.2f} s to connect)  (goal < 5 s for "
+          f"{args.recovery_users} users)", flush=True)
+    dbcli(cfg, "activity", "ingest", str(data), "--batch-size", str(args.batch_size))
+    stats = MongoClient(servers.uri, tz_aware=True)["recovery"].user_stats
+    counted = sum(d["activity_count"] for d in stats.find({}, {"activity_count": 1}))
+    stats.database.client.close()
+    print(f"   rerun: counters total {counted} for {args.recovery_events} events "
+          f"({'exact' if counted == args.recovery_events else 'WRONG'})", flush=True)
+
+
+# ---- 3. upsert import into a big collection ----------------------------------------------------
+
+def bench_upsert_import(servers: Servers, dsn: str, args: argparse.Namespace) -> None:
+    from pymongo import MongoClient
+
+    n, base = args.import_docs, args.import_base
+    print(f"3. collection import --upsert-key: {n} documents into an empty collection and into one "
+          f"holding {base}", flush=True)
+    path = servers.work / "upserts.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:  # half new keys, half keys the big collection holds
+        for i in range(n):
+            key = base - n // 2 + i
+            fh.write(json.dumps({"sku": f"k{key:09d}", "qty": i % 97, "note": "x" * 40}) + "\n")
+    client: Any = MongoClient(servers.uri, tz_aware=True)
+    results = {}
+    for name, size in (("empty", 0), ("full", base)):
+        db = client[f"imp_{name}"]
+        db.items.create_index("sku", unique=True)
+        for start in range(0, size, 20_000):
+            db.items.insert_many([{"sku": f"k{k:09d}", "qty": 0, "note": "y" * 40}
+                                  for k in range(start, min(size, start + 20_000))], ordered=False)
+        cfg = config_file(servers, dsn, f"imp_{name}")
+        took, report = dbcli(cfg, "collection", "import", "items", str(path), "--upsert-key", "sku")
+        results[name] = took
+        print(f"   into {name:5} ({size:>9} documents): {took:7.2f} s  {n / took:8.0f} documents/s  "
+              f"(inserted {report['inserted']}, updated {report['updated']})", flush=True)
+    client.close()
+    print(f"   throughput ratio full/empty   : {results['empty'] / results['full']:.2f}x  (goal >= 0.80x)")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--engine", default="ferretdb1-sqlite",
+                        choices=["ferretdb1-sqlite", "ferretdb1-postgres", "ferretdb2"])
+    parser.add_argument("--uri", help="a running MongoDB-wire server instead of --engine")
     parser.add_argument("--events", type=int, default=100_000, help="events to ingest (default 100000)")
-    parser.add_argument("--users", type=int, default=20, help="distinct users (default 20)")
+    parser.add_argument("--users", type=int, default=3000, help="distinct users (default 3000)")
     parser.add_argument("--hours", type=int, default=24, help="hours the events span (default 24)")
     parser.add_argument("--batch-size", type=int, default=5000, help="events per batch (default 5000)")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat both (alternating which goes first), "
-                        "keep the best of each")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the ingest (alternating which goes "
+                        "first), keep the best of each")
+    parser.add_argument("--recovery-users", type=int, default=10_000)
+    parser.add_argument("--recovery-events", type=int, default=50_000)
+    parser.add_argument("--import-docs", type=int, default=200_000)
+    parser.add_argument("--import-base", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["ingest", "recovery", "import"], action="append",
+                        help="run only these parts (repeatable)")
     args, _ = parser.parse_known_args()
-    from dbcli.postgres import embedded as local_pg
-
+    parts = args.only or ["ingest", "recovery", "import"]
     with tempfile.TemporaryDirectory(prefix="dbcli-bench-act-") as tmp:
-        work = Path(tmp)
-        proc, uri = start_ferretdb(work)
+        servers = Servers(Path(tmp), args.engine, args.uri)
         try:
-            dsn = start_postgres(work, args.users)
-            data = work / "events.jsonl"
-            write_events(data, args.events, args.users, args.hours)
-            print(f"{args.events} events, {args.users} users over {args.hours} h, batch {args.batch_size}, "
-                  f"FerretDB (SQLite) at {uri}", flush=True)
-            best = {"raw": float("inf"), "dbcli": float("inf")}
-            cpu: dict[str, list[float]] = {"raw": [], "dbcli": []}
-            report: dict[str, Any] = {}
-            for r in range(args.rounds):
-                for side in (("dbcli", "raw") if r % 2 else ("raw", "dbcli")):
-                    s0 = server_cpu(proc.pid)
-                    if side == "raw":
-                        c0 = time.process_time()
-                        took = raw_ingest(uri, f"raw{r}", dsn, data, args.batch_size)
-                        client_cpu = time.process_time() - c0
-                    else:
-                        c0 = children_cpu()
-                        took, report = dbcli_ingest(uri, f"dbcli{r}", dsn, data, args.batch_size, work)
-                        client_cpu = children_cpu() - c0
-                    cpu[side].append(client_cpu + server_cpu(proc.pid) - s0)
-                    best[side] = min(best[side], took)
-                    print(f"  round {r + 1}: {side:5} {took:7.2f} s ({cpu[side][-1]:.1f} cpu-s)", flush=True)
-                if not same_result(uri, f"raw{r}", f"dbcli{r}"):
-                    sys.exit("the raw script and dbcli ended with different counters or buckets")
-            assert report.get("inserted") == args.events, report
-            raw_rate, dbcli_rate = args.events / best["raw"], args.events / best["dbcli"]
-            print(f"raw pymongo, same bulk writes : {best['raw']:7.2f} s  {raw_rate:8.0f} events/s")
-            print(f"dbcli activity ingest         : {best['dbcli']:7.2f} s  {dbcli_rate:8.0f} events/s  "
-                  "(incl. start-up, validation pass, journal)")
-            print(f"throughput ratio dbcli/raw    : {dbcli_rate / raw_rate:.2f}x  (goal >= 0.90x)")
-            print(f"cpu-seconds (client + FerretDB), best: raw {min(cpu['raw']):.1f}, dbcli {min(cpu['dbcli']):.1f} "
-                  f"-> ratio {min(cpu['raw']) / min(cpu['dbcli']):.2f}x  (load average now "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); counters and buckets identical")
+            dsn = servers.start_postgres(max(args.users, args.recovery_users))
+            print(f"server: {args.uri or args.engine} ({servers.uri}); load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+            if "ingest" in parts:
+                bench_ingest(servers, dsn, args)
+            if "recovery" in parts:
+                bench_recovery(servers, dsn, args)
+            if "import" in parts:
+                bench_upsert_import(servers, dsn, args)
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         finally:
-            proc.terminate()
-            proc.wait(10)
-            local_pg.stop(work / "pg" / "data")
+            servers.stop()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -22,21 +23,24 @@ NOT_UTF8 = "dbcli-not-utf8"
 
 def _not_utf8(error: UnicodeError) -> tuple[str, int]:
     # raised from whatever reads the file (a sniff, the CSV fast path, the record readers)
-    raise InvalidInputError("the input is not UTF-8 text")
+    encoding = getattr(error, "encoding", "utf-8")
+    raise InvalidInputError(f"the input is not {'UTF-8' if encoding in ('utf-8', 'utf8') else encoding} text")
 
 
 codecs.register_error(NOT_UTF8, _not_utf8)
 
 
-def open_input(source: str) -> IO[str]:
-    """A text stream for a path, or stdin for ``-``."""
+def open_input(source: str, encoding: str = "utf-8") -> IO[str]:
+    """A text stream for a path, or stdin for ``-`` (decoded from ``encoding``, a Python codec name)."""
     if source == "-":
-        return sys.stdin
+        if encoding == "utf-8":
+            return sys.stdin
+        return io.TextIOWrapper(sys.stdin.buffer, encoding=encoding, errors=NOT_UTF8, newline="")
     path = Path(source)
     if not path.exists():
         raise NotFoundError(f"input file not found: {source}")
     try:
-        return open(path, encoding="utf-8", errors=NOT_UTF8, newline="")
+        return open(path, encoding=encoding, errors=NOT_UTF8, newline="")
     except OSError as e:
         raise InvalidInputError(f"cannot read {source}: {e.strerror}") from None
 
@@ -58,12 +62,27 @@ def guess_format(source: str, stream: IO[str], explicit: str | None = None) -> s
     return "sniff"
 
 
+@dataclass(frozen=True)
+class CsvReading:
+    """How to read a CSV file: Python csv dialect keywords, the header, the NULL text.
+
+    ``names``: the file's columns in order (the header line, if there is one, is skipped);
+    without them the header names the columns. A cell equal to ``null`` reads as an empty cell.
+    """
+
+    dialect: dict[str, Any] = field(default_factory=dict)
+    header: bool = True
+    names: tuple[str, ...] | None = None
+    null: str = ""
+
+
 def iter_records(stream: IO[str], fmt: str, *, extended: bool = False,
-                 json_only: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+                 json_only: bool = False, reading: CsvReading | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, record). ``fmt`` may be ``sniff``: a leading ``[`` means a JSON array.
 
     ``json_only``: never guess CSV (documents take CSV only when named so), so stray text fails
-    on its line instead of becoming a header.
+    on its line instead of becoming a header. ``reading``: the CSV dialect (default: plain CSV
+    with a header).
     """
     line = 0
     try:
@@ -72,7 +91,7 @@ def iter_records(stream: IO[str], fmt: str, *, extended: bool = False,
             if json_only and fmt == "csv":
                 fmt = "jsonl"
         if fmt == "csv":
-            records = _csv_records(stream)
+            records = _csv_records(stream, reading or CsvReading())
         elif fmt == "jsonl":
             records = _jsonl_records(stream, extended)
         else:
@@ -177,14 +196,17 @@ def _json_array_records(stream: IO[str], extended: bool) -> Iterator[tuple[int, 
         yield i, item
 
 
-def _csv_records(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as e:
-        raise InvalidInputError(f"line 1: invalid CSV ({e})") from None
+def _csv_records(stream: IO[str], reading: CsvReading) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(stream, **reading.dialect)
+    header: list[str] = list(reading.names or [])
+    if reading.header:
+        try:
+            names = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise InvalidInputError(f"line 1: invalid CSV ({e})") from None
+        header = header or names
     if len(set(header)) != len(header):
         raise InvalidInputError("line 1: the CSV header repeats a column name")
     try:
@@ -194,6 +216,8 @@ def _csv_records(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             if len(row) != len(header):
                 raise InvalidInputError(f"line {lineno}: expected {len(header)} fields, got {len(row)}")
+            if reading.null:
+                row = ["" if cell == reading.null else cell for cell in row]
             yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as e:
         raise InvalidInputError(f"line {reader.line_num}: invalid CSV ({e})") from None

@@ -18,15 +18,19 @@ pytest_plugins = [
     "tests.fix_schema",
     "tests.fix_redis",
     "tests.fix_backup",
+    "tests.fix_s3",
     "tests.fix_collection",
     "tests.fix_tables",
     "tests.fix_activity",
+    "tests.fix_pitr",
+    "tests.fix_smtp",
+    "tests.fix_citus",
     "pytester",
 ]
 
 # the servers a run is pointed at reach every test; any other DBCLI_* variable is the caller's
-TEST_SERVER_VARS = ("DBCLI_TEST_PG_DSN", "DBCLI_TEST_PG_BIN", "DBCLI_TEST_MONGO_URI", "DBCLI_FERRETDB",
-                    "DBCLI_REDIS_SERVER")
+TEST_SERVER_VARS = ("DBCLI_TEST_PG_DSN", "DBCLI_TEST_PG_BIN", "DBCLI_TEST_MONGO_URI", "DBCLI_TEST_MONGO_ENGINE",
+                    "DBCLI_FERRETDB", "DBCLI_REDIS_SERVER", "DBCLI_VERSITYGW")
 
 
 def pytest_configure(config: pytest.Config) -> None:

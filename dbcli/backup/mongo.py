@@ -12,18 +12,16 @@ the number of documents written to its file, and the file is read back to prove 
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import stages
+from dbcli.backup.repo import BackupFiles, Blob, Sink, Staging, open_plain
 from dbcli.backup.stages import Progress
-from dbcli.backup.store import open_private
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConflictError, DbcliError
 from dbcli.mongo import connection as mongo
@@ -57,35 +55,38 @@ def _safe_name(name: str) -> bool:
 
 @dataclass
 class _Sink:
-    """A file opened for writing with optional encryption and gzip layered on top."""
+    """A new file of the backup with optional encryption and gzip layered on top."""
 
-    raw: IO[bytes]
+    raw: Sink
     encrypted: backup_crypto.EncryptingWriter | None
-    stream: IO[bytes] | backup_crypto.EncryptingWriter | gzip.GzipFile
+    stream: Any  # the raw sink, the encrypting writer or a GzipFile: what the documents go into
 
     @classmethod
-    def open(cls, path: Path, compression: int, key: bytes | None) -> _Sink:
-        raw = open_private(path)
-        enc = backup_crypto.EncryptingWriter(raw, key) if key else None
-        base: IO[bytes] | backup_crypto.EncryptingWriter = enc if enc is not None else raw
+    def open(cls, staging: Staging, rel: str, compression: int, key: bytes | None) -> _Sink:
+        raw = staging.create(rel)
+        enc = backup_crypto.EncryptingWriter(raw, key) if key else None  # type: ignore[arg-type]
+        base: Any = enc if enc is not None else raw
         stream = (gzip.GzipFile(filename="", mode="wb", fileobj=base, compresslevel=compression, mtime=0)
                   if compression > 0 else base)
         return cls(raw, enc, stream)
 
     def close(self) -> None:
-        if self.stream is not self.raw and self.stream is not self.encrypted:
-            self.stream.close()
-        if self.encrypted is not None:
-            self.encrypted.close()
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        self.raw.close()
+        """Seal every layer and make the file whole (synced on a disk, the upload completed)."""
+        try:
+            if self.stream is not self.raw and self.stream is not self.encrypted:
+                self.stream.close()
+            if self.encrypted is not None:
+                self.encrypted.close()
+        except BaseException:
+            self.raw.abort()
+            raise
+        self.raw.commit()
 
 
 @contextmanager
-def open_reader(path: Path, key: bytes | None) -> Iterator[IO[bytes]]:
+def open_reader(path: Blob, key: bytes | None) -> Iterator[IO[bytes]]:
     """The plaintext of a dump file (decrypted, gunzipped as its name says); closes every layer."""
-    with backup_crypto.open_plain(path, key) as stream:
+    with open_plain(path, key) as stream:
         if path.name.removesuffix(backup_crypto.SUFFIX).endswith(".gz"):
             with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
                 yield unzipped  # type: ignore[misc]
@@ -112,7 +113,7 @@ def raw_documents(stream: IO[bytes]) -> Iterator[bytes]:
         yield head + body
 
 
-def count_file(path: Path, key: bytes | None, *, decode: bool = False) -> int:
+def count_file(path: Blob, key: bytes | None, *, decode: bool = False) -> int:
     """Documents in a .bson file; ``decode`` parses each one fully (verify), else walks lengths."""
     import bson  # bson (~17 ms) only when there is MongoDB work: a postgres-only backup imports this module too
 
@@ -137,9 +138,10 @@ def _metadata(db: Database[Any], name: str, info: Mapping[str, Any]) -> dict[str
     }
 
 
-def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key: bytes | None,
+def dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: bytes | None,
          progress: Progress) -> tuple[str, dict[str, Any], list[CollectionDump]]:
-    """Dump every collection of the profile's database; (database, server info, collections)."""
+    """Dump every collection of the profile's database into ``<rel_dir>/<db>/`` of the backup being
+    written; (database, server info, collections)."""
     # bson lazily, as in count_file
     from bson import json_util
     from bson.codec_options import CodecOptions
@@ -155,7 +157,7 @@ def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key:
             if not infos:
                 raise CheckFailedError(f"mongo database {db.name} has no collections: "
                                        "refusing to write an empty backup")
-            db_dir = out_dir / db.name
+            db_dir = f"{rel_dir}/{db.name}"
             raw_opts = CodecOptions(document_class=RawBSONDocument)
             dumped: list[CollectionDump] = []
             for info in sorted(infos, key=lambda c: c["name"]):
@@ -164,14 +166,14 @@ def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key:
                     raise DbcliError(f"collection name {name!r} cannot be a file name")
                 bson_name, meta_name = file_names(name, compression, key is not None)
                 meta = _metadata(db, name, info)
-                sink = _Sink.open(db_dir / meta_name, compression, key)
+                sink = _Sink.open(staging, f"{db_dir}/{meta_name}", compression, key)
                 try:
                     sink.stream.write(json_util.dumps(meta, json_options=json_util.CANONICAL_JSON_OPTIONS).encode())
                 finally:
                     sink.close()
                 progress(f"mongo: dumping {db.name}.{name}")
                 n = 0
-                sink = _Sink.open(db_dir / bson_name, compression, key)
+                sink = _Sink.open(staging, f"{db_dir}/{bson_name}", compression, key)
                 try:
                     for doc in db[name].with_options(codec_options=raw_opts).find({}, batch_size=5000):
                         sink.stream.write(doc.raw)
@@ -187,21 +189,20 @@ def dump(cfg: Config, out_dir: Path, backup_dir: Path, *, compression: int, key:
                     raise CheckFailedError(f"mongo collection {name}: dump is empty but the collection is not")
                 # read back: a file that does not hold exactly what was sent is not a backup
                 try:
-                    on_disk = count_file(db_dir / bson_name, key)
+                    on_disk = count_file(staging.files.blob(f"{db_dir}/{bson_name}"), key)
                 except (ValueError, OSError, EOFError, gzip.BadGzipFile, backup_crypto.DecryptError) as e:
                     raise CheckFailedError(f"mongo collection {name}: written file is unreadable: {e}") from None
                 if on_disk != n:
                     raise CheckFailedError(f"mongo collection {name}: file holds {on_disk} documents, "
                                            f"{n} were dumped")
-                rel = db_dir.relative_to(backup_dir)
-                dumped.append(CollectionDump(name=name, documents=n, bson_file=str(rel / bson_name),
-                                             metadata_file=str(rel / meta_name), indexes=len(meta["indexes"])))
+                dumped.append(CollectionDump(name=name, documents=n, bson_file=f"{db_dir}/{bson_name}",
+                                             metadata_file=f"{db_dir}/{meta_name}", indexes=len(meta["indexes"])))
             return db.name, server, dumped
     finally:
         client.close()
 
 
-def read_metadata(path: Path, key: bytes | None) -> dict[str, Any]:
+def read_metadata(path: Blob, key: bytes | None) -> dict[str, Any]:
     from bson import json_util  # lazily, as in count_file
 
     with open_reader(path, key) as stream:
@@ -221,7 +222,7 @@ def target_collections(cfg: Config, database: str | None = None) -> list[str]:
         client.close()
 
 
-def restore(cfg: Config, backup_dir: Path, collections: list[dict[str, Any]], *, key: bytes | None, drop: bool,
+def restore(cfg: Config, files: BackupFiles, collections: list[dict[str, Any]], *, key: bytes | None, drop: bool,
             database: str | None = None, progress: Progress) -> str:
     """Restore the dumped collections into the profile's database (or ``database``); returns its name."""
     from bson.raw_bson import RawBSONDocument  # lazily, as in count_file
@@ -238,13 +239,13 @@ def restore(cfg: Config, backup_dir: Path, collections: list[dict[str, Any]], *,
                 name = entry["name"]
                 if drop:
                     db.drop_collection(name)
-                meta = read_metadata(backup_dir / entry["metadata_file"], key)
+                meta = read_metadata(files.blob(entry["metadata_file"]), key)
                 db.create_collection(name, **(meta.get("options") or {}))
                 progress(f"mongo: restoring {db.name}.{name} ({entry['documents']} documents)")
                 coll = db[name]
                 batch: list[RawBSONDocument] = []
                 size = 0
-                with open_reader(backup_dir / entry["bson_file"], key) as stream:
+                with open_reader(files.blob(entry["bson_file"]), key) as stream:
                     for raw in raw_documents(stream):
                         batch.append(RawBSONDocument(raw))
                         size += len(raw)

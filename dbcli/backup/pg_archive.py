@@ -2,7 +2,9 @@
 data of every table the manifest lists, and (in ``backup verify``) every data block decompresses.
 
 An encrypted archive is decrypted on the way into pg_restore's stdin; AES-GCM authenticates every
-chunk, so damage shows even where pg_restore stops reading early.
+chunk, so damage shows even where pg_restore stops reading early. An archive in object storage is
+downloaded on the way into pg_restore's stdin; where pg_restore stops reading early (``--list``
+only needs the table of contents) the download stops too: the rest was hashed as it was uploaded.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup.pg_tools import Tools, restore_error
+from dbcli.backup.repo import Blob
+from dbcli.backup.repo_local import LocalBlob
 from dbcli.errors import CheckFailedError
 
 _TABLE_DATA = re.compile(r"^\d+; 0 (\d+) TABLE DATA ", re.MULTILINE)
 _LARGE_OBJECTS = re.compile(r"^\d+; \d+ \d+ (BLOBS|BLOB|BLOB METADATA|LARGE OBJECTS) ", re.MULTILINE)
 
 
-def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
+def list_archive(tools: Tools, path: Blob, key: bytes | None) -> str:
     """``pg_restore --list`` of the archive; CheckFailedError if unreadable."""
     code, stdout, stderr = _run_pg_restore(tools, ["--list"], path, key, capture=True)
     if code != 0:
@@ -30,13 +34,14 @@ def list_archive(tools: Tools, path: Path, key: bytes | None) -> str:
     return stdout
 
 
-def check_archive(tools: Tools, path: Path, key: bytes | None, *, tables: list[dict[str, Any]],
+def check_archive(tools: Tools, source: Path | Blob, key: bytes | None, *, tables: list[dict[str, Any]],
                   full: bool = False) -> bool:
     """The archive's table of contents lists the data of every table in ``tables`` (manifest
     entries); ``full`` reads every data block too.
 
     Returns whether the archive holds large objects (their restore has a transaction of its own).
     """
+    path = LocalBlob(source) if isinstance(source, Path) else source
     toc = list_archive(tools, path, key)
     # "2572; 0 16420 TABLE DATA public accounts postgres": a TABLE DATA entry's catalog id is its
     # table's oid, which the manifest records. pg_restore prints names in the database's encoding,
@@ -62,31 +67,46 @@ def _listed(name: str) -> str:
     return name.replace("\r", " ").replace("\n", " ")
 
 
-def _run_pg_restore(tools: Tools, args: list[str], path: Path, key: bytes | None, *,
+def _run_pg_restore(tools: Tools, args: list[str], path: Blob, key: bytes | None, *,
                     capture: bool) -> tuple[int, str, str]:
-    """Run pg_restore on ``path`` (fed decrypted on stdin when encrypted); (code, stdout, stderr)."""
+    """Run pg_restore on ``path`` (fed on stdin when encrypted or not local); (code, stdout, stderr)."""
     cmd = [str(tools.pg_restore), *args]
     stdout_target = subprocess.PIPE if capture else subprocess.DEVNULL
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
-        if key is None:
-            proc = subprocess.Popen([*cmd, str(path)], stdin=subprocess.DEVNULL,
+        if key is None and path.local is not None:
+            proc = subprocess.Popen([*cmd, str(path.local)], stdin=subprocess.DEVNULL,
                                     stdout=out if capture else stdout_target, stderr=err)
             code = proc.wait()
+        elif key is None:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out if capture else stdout_target,
+                                    stderr=err)
+            assert proc.stdin is not None
+            try:
+                with path.open() as src, suppress(BrokenPipeError):
+                    while block := src.read(1 << 20):
+                        proc.stdin.write(block)  # BrokenPipeError: pg_restore has read what it needs
+            finally:
+                with suppress(BrokenPipeError):
+                    proc.stdin.close()
+                code = proc.wait()
         else:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out if capture else stdout_target,
                                     stderr=err)
             assert proc.stdin is not None
             decrypt_error: Exception | None = None
             try:
-                with open(path, "rb") as src:
+                with path.open() as src:
                     feeding = True
                     for chunk in backup_crypto.decrypt_chunks(src, key):
                         if feeding:
                             try:
                                 proc.stdin.write(chunk)
                             except BrokenPipeError:
-                                # pg_restore --list stops after the TOC: authenticate the rest anyway
+                                # pg_restore --list stops after the TOC: authenticate the rest
+                                # anyway, where that costs no download
                                 feeding = False
+                                if path.local is None:
+                                    break
             except backup_crypto.DecryptError as e:
                 decrypt_error = e
                 proc.kill()

@@ -3,9 +3,11 @@
 - Row counts are taken in the transaction that exported the snapshot pg_dump uses (``--snapshot``),
   so they are exactly the rows in the dump, and they run while pg_dump works (no extra wall time).
   That transaction is a psql session, not a psycopg connection (see psql_session).
-- pg_dump writes straight into the backup file (its stdout is the file); only when encrypting does
-  its output pass through this process, which still checks pg_dump's exit status and stderr.
+- pg_dump writes straight into the backup file (its stdout is the file); only when encrypting, or
+  uploading to object storage, does its output pass through this process (a multipart upload as it
+  comes: no local copy), which still checks pg_dump's exit status and stderr.
 - The finished archive is checked (pg_archive) and hashed before the manifest records it.
+- ``backup create --jobs N``: pg_dump's directory format with N jobs instead (pg_dump_dir).
 - A server that stops answering mid-dump ends it (exit 4) instead of leaving pg_dump and psql
   waiting forever: see liveness (progress is the dump file growing).
 """
@@ -19,17 +21,19 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from dbcli.backup import crypto as backup_crypto
-from dbcli.backup import stages
+from dbcli.backup import pg_dump_dir, stages
 from dbcli.backup.liveness import Watchdog
 from dbcli.backup.pg_archive import check_archive
 from dbcli.backup.pg_tools import check_version, find_tools, libpq_connection, tool_failure, tool_version
 from dbcli.backup.psql_session import PsqlSession
+from dbcli.backup.repo import Sink, Staging
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import open_private, sha256_file
 from dbcli.child_process import wait_exited
@@ -58,9 +62,9 @@ class DumpResult:
     database: str
     server_version: str
     pg_dump_version: str
-    file: Path
+    file: str  # relative to the backup
     tables: list[Table]
-    sha256: str  # of ``file``, computed while the archive was being checked
+    sha256: str | None  # of ``file``, computed while it was checked; None for a directory (--jobs)
     large_objects: bool
 
 
@@ -95,9 +99,10 @@ _COUNT = """SELECT format('SELECT json_build_array(%L, %L, count(*)) FROM ONLY %
    AND c.relkind = 'r' ORDER BY n.nspname, c.relname \\gexec"""
 
 
-def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
-         progress: Progress) -> DumpResult:
-    """pg_dump -Fc the profile's database into ``dest_dir/<db>.dump`` and count its rows in the same snapshot."""
+def dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: bytes | None,
+         progress: Progress, jobs: int = 1) -> DumpResult:
+    """pg_dump -Fc the profile's database into ``<rel_dir>/<db>.dump`` of the backup being written and
+    count its rows in the same snapshot; with ``jobs`` > 1, -Fd -j into ``<db>.dir`` (pg_dump_dir)."""
     tools = find_tools(cfg)
     timeout = cfg.postgres.statement_timeout
     variables = {"dbcli_statement_timeout": f"{int(timeout * 1000)}ms"} if timeout else {}
@@ -118,64 +123,129 @@ def dump(cfg: Config, dest_dir: Path, *, compression: int, key: bytes | None,
                   for s, n, k, oid, parent in server["tables"]]
         if not tables:
             raise CheckFailedError(f"postgres database {database} has no tables: refusing to write an empty backup")
-        dest = dest_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", database) + ".dump"
-                           + (backup_crypto.SUFFIX if key else ""))
+        safe = f"{rel_dir}/" + re.sub(r"[^A-Za-z0-9_.-]", "_", database)
+        rel = safe + (pg_dump_dir.SUFFIX if jobs > 1 else ".dump" + (backup_crypto.SUFFIX if key else ""))
         args = [str(tools.pg_dump), "--format=custom", f"--compress={compression}",
                 f"--snapshot={server['snapshot']}", "--no-password", conn_arg]
         progress(f"postgres: dumping {database} with pg_dump {version[0]}")
-        with open_private(dest) as out, tempfile.TemporaryFile() as err:
-            digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
-            try:
-                proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                                    stdout=subprocess.PIPE if key else out, stderr=err, env=env))
-                watch.follow(lambda: _size(dest))  # encrypted or not, the file grows as pg_dump works
-            except BaseException:
-                digest.cancel()
-                raise
-            pump: _Pump | None = None
-            try:
-                if key:
-                    pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
-                # counted while pg_dump works: the same rows, no extra wall time
-                counted = _with_partition_totals(tables, {(s, n): int(rows) for s, n, rows in session.query(_COUNT)})
-                stages.reached("pg_dump")
-                code = _wait(proc, dest, f"postgres: dumping {database}", progress)
-                if pump:
-                    pump.join()
-                watch.raise_if_fired()  # killed: not a file to hash
-                if code == 0 and not (pump and pump.error):
-                    # the file is complete: hash it while it is synced and its table of contents checked
-                    digest.complete()
-            except BaseException:
-                digest.cancel()
-                proc.kill()
-                proc.wait()
-                if pump:
-                    pump.join()
-                raise
-            err.seek(0)
-            stderr = err.read().decode(errors="replace")
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-                if pump and pump.error:
-                    raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
-                if code != 0:
-                    raise _failure(code, stderr, dest)
-            except BaseException:
-                _drop(digest)
-                raise
+
+        def count() -> list[Table]:
+            # counted while pg_dump works: the same rows, no extra wall time
+            return _with_partition_totals(tables, {(s, n): int(rows) for s, n, rows in session.query(_COUNT)})
+
+        label = f"postgres: dumping {database}"
+        digest: str | _FileDigest
+        if jobs > 1:
+            assert staging.local_dir is not None  # pg_dump_dir.check_jobs refused object storage
+            dest = staging.local_dir / rel
+            args = pg_dump_dir.dump_args(tools.pg_dump, jobs=jobs, compression=compression,
+                                         snapshot=str(server["snapshot"]), dest=dest, conn_arg=conn_arg)
+            progress(f"postgres: dumping {database} with pg_dump {version[0]}, {jobs} jobs")
+            counted = pg_dump_dir.run(args, env, dest, watch, count, label, progress)
+            digest = ""  # hashed file by file with the rest of the backup
+        elif staging.local_dir is None:
+            counted = _stream(args, env, staging.create(rel), key, watch, count, label, progress)
+            digest = staging.file_list({})[rel]["sha256"]  # taken as it was uploaded
+        else:
+            counted, digest = _to_file(args, env, staging.local_dir / rel, key, watch, count, label, progress)
+    progress("postgres: checking the archive")
+    try:
+        large_objects = check_archive(tools, staging.files.blob(rel), key, tables=[t.as_dict() for t in counted])
+    except BaseException:
+        if isinstance(digest, _FileDigest):
+            _drop(digest)
+        raise
+    return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
+                      file=rel, tables=counted,
+                      sha256=digest.result() if isinstance(digest, _FileDigest) else digest or None,
+                      large_objects=large_objects)
+
+
+def _to_file(args: list[str], env: dict[str, str], dest: Path, key: bytes | None, watch: Watchdog,
+             count: Callable[[], list[Table]], label: str,
+             progress: Progress) -> tuple[list[Table], _FileDigest]:
+    """pg_dump into a local file: straight into it, or through the encrypting pump."""
+    with open_private(dest) as out, tempfile.TemporaryFile() as err:
+        digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
+        try:
+            proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.PIPE if key else out, stderr=err, env=env))
+            watch.follow(lambda: _size(dest))  # encrypted or not, the file grows as pg_dump works
+        except BaseException:
+            digest.cancel()
+            raise
+        pump: _Pump | None = None
+        try:
+            if key:
+                pump = _Pump(proc.stdout, out, key)  # type: ignore[arg-type]
+            counted = count()
+            stages.reached("pg_dump")
+            code = _wait(proc, lambda: _size(dest), label, progress)
+            if pump:
+                pump.join()
+            watch.raise_if_fired()  # killed: not a file to hash
+            if code == 0 and not (pump and pump.error):
+                # the file is complete: hash it while it is synced and its table of contents checked
+                digest.complete()
+        except BaseException:
+            digest.cancel()
+            proc.kill()
+            proc.wait()
+            if pump:
+                pump.join()
+            raise
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+            if pump and pump.error:
+                raise pump.error  # the cause (e.g. disk full); pg_dump then fails on a closed pipe
+            if code != 0:
+                raise _failure(code, stderr, dest)
+        except BaseException:
+            _drop(digest)
+            raise
     try:
         size = dest.stat().st_size
         if size < MIN_DUMP_BYTES:
             raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
-        progress("postgres: checking the archive")
-        large_objects = check_archive(tools, dest, key, tables=[t.as_dict() for t in counted])
     except BaseException:
         _drop(digest)
         raise
-    return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
-                      file=dest, tables=counted, sha256=digest.result(), large_objects=large_objects)
+    return counted, digest
+
+
+def _stream(args: list[str], env: dict[str, str], sink: Sink, key: bytes | None, watch: Watchdog,
+            count: Callable[[], list[Table]], label: str, progress: Progress) -> list[Table]:
+    """pg_dump through this process into ``sink`` (an upload, which hashes what it sends)."""
+    with tempfile.TemporaryFile() as err:
+        proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            stderr=err, env=env))
+        pump = _Pump(proc.stdout, sink, key)  # type: ignore[arg-type]
+        watch.follow(lambda: pump.moved)
+        try:
+            counted = count()
+            stages.reached("pg_dump")
+            code = _wait(proc, lambda: pump.moved, label, progress)
+            pump.join()
+            watch.raise_if_fired()
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+            if pump.error:
+                raise pump.error  # the upload's error (refused, endpoint down); pg_dump then fails on the pipe
+            if code != 0:
+                raise tool_failure("pg_dump", code, stderr)
+            if pump.moved < MIN_DUMP_BYTES:
+                raise CheckFailedError(f"pg_dump output is only {pump.moved} bytes: not a dump")
+            sink.commit()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            pump.join()
+            sink.abort()
+            raise
+    return counted
 
 
 def _failure(code: int, stderr: str, dest: Path) -> Exception:
@@ -211,10 +281,10 @@ def _with_partition_totals(tables: list[_Listed], own: dict[tuple[str, str], int
     return [Table(t.schema, t.name, t.kind, rows(t), t.oid) for t in tables]
 
 
-def _wait(proc: subprocess.Popen[bytes], dest: Path, label: str, progress: Progress) -> int:
+def _wait(proc: subprocess.Popen[bytes], written: Callable[[], int], label: str, progress: Progress) -> int:
     """Wait for pg_dump, reporting the bytes written so far (shown on a TTY only)."""
     while (code := wait_exited(proc, 0.5)) is None:
-        progress(f"{label}: {_size(dest) / 2**20:.1f} MiB written")
+        progress(f"{label}: {written() / 2**20:.1f} MiB written")
     return code
 
 
@@ -276,20 +346,26 @@ def _drop(digest: _FileDigest) -> None:
 
 
 class _Pump(threading.Thread):
-    """Copies pg_dump's stdout through the encrypting writer (only used when encrypting)."""
+    """Copies pg_dump's stdout into ``sink``, through the encrypting writer when there is a ``key``
+    (used when encrypting, and for uploads)."""
 
-    def __init__(self, source: IO[bytes], sink: IO[bytes], key: bytes) -> None:
+    def __init__(self, source: IO[bytes], sink: IO[bytes], key: bytes | None) -> None:
         super().__init__(daemon=True)
         self.source, self.sink, self.key = source, sink, key
         self.error: BaseException | None = None
+        self.moved = 0  # bytes read from pg_dump
         self.start()
 
     def run(self) -> None:
         try:
-            writer = backup_crypto.EncryptingWriter(self.sink, self.key)
+            writer = backup_crypto.EncryptingWriter(self.sink, self.key) if self.key else self.sink
             while block := self.source.read(backup_crypto.CHUNK_SIZE):
                 writer.write(block)
-            writer.close()
+                self.moved += len(block)
+            if self.key:
+                writer.close()  # seals the final chunk
+            else:
+                writer.flush()
         except BaseException as e:  # handed to the main thread
             self.error = e
         finally:

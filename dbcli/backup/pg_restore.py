@@ -25,6 +25,8 @@ from dbcli.backup.liveness import Watchdog, io_bytes
 from dbcli.backup.pg_compat import PrologueFilter, refused_lines
 from dbcli.backup.pg_restore_sql import closing_sql, opening_sql
 from dbcli.backup.pg_tools import find_tools, libpq_connection, restore_error, tool_failure, tool_version
+from dbcli.backup.repo import Blob
+from dbcli.backup.repo_local import LocalBlob
 from dbcli.backup.stages import Progress
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError
@@ -34,7 +36,7 @@ from dbcli.postgres.params import conn_params
 class DamagedArchive(CheckFailedError):
     """The archive failed its checksum or its decryption while being restored (nothing committed)."""
 
-    def __init__(self, path: Path, detail: str) -> None:
+    def __init__(self, path: Path | Blob, detail: str) -> None:
         super().__init__(f"{path.name}: {detail}")
         self.detail = detail
 
@@ -43,17 +45,22 @@ class DamagedArchive(CheckFailedError):
 class Restored:
     database: str
     counts: list[dict[str, Any]]  # {schema, table, expected, actual}: taken before the commit
+    one_transaction: bool = True  # False after pg_restore -j (pg_restore_jobs): nothing is rolled back
 
     @property
     def committed(self) -> bool:
         """A count that differs rolls the whole restore back."""
         return all(c["expected"] == c["actual"] for c in self.counts)
 
+    @property
+    def rolled_back(self) -> bool:
+        return self.one_transaction and not self.committed
 
-def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
+
+def restore(cfg: Config, source: Path | Blob, *, key: bytes | None, drop: bool, tables: list[dict[str, Any]],
             server_num: int, sha256: str | None = None, large_objects: bool | None = None,
             dbname: str | None = None, no_owner: bool = False, own_rows: bool = False,
-            progress: Progress) -> Restored:
+            use_list: Path | None = None, session_sql: bytes = b"", progress: Progress) -> Restored:
     """Restore the archive into the profile's database (or ``dbname``) in one transaction.
 
     ``pg_restore -f -`` turns the archive into SQL, which psql applies between two pieces of our
@@ -76,6 +83,8 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     A server that stops answering (no bytes moved by psql for ``postgres.liveness_check`` seconds,
     and no new connection accepted) has pg_restore and psql killed, nothing committed: see liveness.
     """
+    path = LocalBlob(source) if isinstance(source, Path) else source
+    feed = key is not None or path.local is None  # pg_restore reads its stdin, not the file
     tools = find_tools(cfg)
     restore_version, restore_major = tool_version(tools.pg_restore)  # may differ from pg_dump's
     single = large_objects is not False
@@ -86,9 +95,11 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
         pg_args += ["--clean", "--if-exists"]
     if no_owner:
         pg_args += ["--no-owner", "--no-privileges"]
-    psql_args = [str(tools.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
-                 "--set=ON_ERROR_STOP=1", "--file=-"]
-    head, tail = opening_sql(restore_major, check_empty=not drop), closing_sql(tables, own_rows)
+    if use_list is not None:  # the archive's entries to restore, in order (backup.citus leaves some out)
+        pg_args.append(f"--use-list={use_list}")
+    psql_args = [str(tools.psql), *PSQL_OPTIONS]
+    # session_sql: settings for the script's session (backup.citus turns Citus's DDL propagation off)
+    head, tail = opening_sql(restore_major, check_empty=not drop) + session_sql, closing_sql(tables, own_rows)
     progress(f"postgres: restoring {path.name}")
     params = conn_params(cfg, dbname=dbname)
     with (libpq_connection(params) as (env, conn_arg),
@@ -109,8 +120,8 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
                 # straight into psql: this process keeps its own end of psql's stdin open, so psql
                 # sees no end of input before the closing SQL has followed
                 dumper = watch.guard(subprocess.Popen(
-                    [str(tools.pg_restore), *pg_args, *([] if key else [str(path)])],
-                    stdin=subprocess.PIPE if key else subprocess.DEVNULL,
+                    [str(tools.pg_restore), *pg_args, *([] if feed else [str(path.local)])],
+                    stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
                     stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err))
                 try:
                     reader.start(dumper.stdin)
@@ -168,8 +179,12 @@ def restore(cfg: Config, path: Path, *, key: bytes | None, drop: bool, tables: l
     if restore_code != 0 and sent:
         # writing SQL to a pipe, pg_restore only fails on its input: the archive is unreadable
         raise DamagedArchive(path, f"pg_restore cannot read it: {restore_error(restore_text)}")
-    return _outcome(restore_version, psql_code, psql_text, lines)
+    return outcome(restore_version, psql_code, psql_text, lines)
 
+
+# psql reading SQL on its stdin, stopping at the first error; the dbcli: markers come out plain
+PSQL_OPTIONS = ("--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password", "--set=ON_ERROR_STOP=1",
+                "--file=-")
 
 # what pg_restore may print after its final COMMIT: blank lines, comments, psql's \unrestrict
 _SCRIPT_TRAILER = re.compile(rb"(?:\n|--[^\n]*\n|\\unrestrict [^\n]*\n)*")
@@ -213,21 +228,27 @@ def _without_final_commit(end: bytes) -> bytes | None:
     return end[:at + 1] + end[at + len(b"\nCOMMIT;\n"):]
 
 
-def _outcome(restore_version: str, code: int, stderr: str, lines: list[str]) -> Restored:
+def outcome(restore_version: str, code: int, stderr: str, lines: list[str]) -> Restored:
+    """What psql's output and stderr (the ``dbcli:`` markers of pg_restore_sql) say of the restore."""
     database = next((line[len("dbcli:target:"):] for line in lines if line.startswith("dbcli:target:")), "?")
     counts = next((json.loads(line[len("dbcli:counts:"):]) for line in lines if line.startswith("dbcli:counts:")),
                   None)
+    refuse_target(restore_version, stderr, database)
+    if counts is not None and "dbcli:count-mismatch" in stderr:
+        return Restored(database, counts)  # rolled back; the caller reports the counts (exit 8)
+    if code != 0 or counts is None:
+        raise tool_failure("psql", code, re.sub(r"(?m)^psql:<stdin>:\d+: ", "", stderr))
+    return Restored(database, counts)
+
+
+def refuse_target(restore_version: str, stderr: str, database: str) -> None:
+    """The refusals of pg_restore_sql.opening_sql: a target that is not empty, a server newer than pg_restore."""
     if "dbcli:not-empty" in stderr:
         raise ConflictError(f"postgres database {database} is not empty", hint="use --drop to replace its objects")
     found = re.search(r"dbcli:server-newer:(\d+)", stderr)
     if found:
         raise ConfigError(f"pg_restore {restore_version} is older than the server "
                           f"(PostgreSQL {int(found.group(1)) // 10000})")
-    if counts is not None and "dbcli:count-mismatch" in stderr:
-        return Restored(database, counts)  # rolled back; the caller reports the counts (exit 8)
-    if code != 0 or counts is None:
-        raise tool_failure("psql", code, re.sub(r"(?m)^psql:<stdin>:\d+: ", "", stderr))
-    return Restored(database, counts)
 
 
 
@@ -242,10 +263,10 @@ def _send(sink: IO[bytes], data: bytes) -> bool:
 
 
 class _ArchiveReader:
-    """Checks the archive's SHA-256 while pg_restore reads it; when encrypted, decrypts it into
-    pg_restore's stdin on the way (AES-GCM also authenticates every chunk)."""
+    """Checks the archive's SHA-256 while pg_restore reads it; when encrypted or in object storage,
+    feeds it into pg_restore's stdin (decrypted on the way: AES-GCM also authenticates every chunk)."""
 
-    def __init__(self, path: Path, key: bytes | None, sha256: str | None) -> None:
+    def __init__(self, path: Blob, key: bytes | None, sha256: str | None) -> None:
         self.path, self.key, self.expected = path, key, sha256
         self.hash = hashlib.sha256()
         self.error: BaseException | None = None
@@ -253,7 +274,7 @@ class _ArchiveReader:
         self.stopping = threading.Event()
 
     def start(self, sink: IO[bytes] | None) -> None:
-        if self.key is None and self.expected is None:
+        if sink is None and self.expected is None:
             return
         self.thread = threading.Thread(target=self._run, args=(sink,), daemon=True)
         self.thread.start()
@@ -281,13 +302,16 @@ class _ArchiveReader:
 
     def _run(self, sink: IO[bytes] | None) -> None:
         try:
-            with open(self.path, "rb") as fh:
-                if self.key is None or sink is None:
+            with self.path.open() as fh:
+                if sink is None:  # pg_restore reads the file itself
                     while not self.stopping.is_set() and (block := fh.read(1 << 20)):
                         self.hash.update(block)
                     return
                 feeding = True
-                for chunk in backup_crypto.decrypt_chunks(_Hashing(fh, self.hash), self.key):
+                source = _Hashing(fh, self.hash)
+                chunks = (backup_crypto.decrypt_chunks(source, self.key) if self.key
+                          else iter(lambda: source.read(1 << 20), b""))
+                for chunk in chunks:
                     if self.stopping.is_set():
                         return
                     if feeding:

@@ -16,10 +16,10 @@ from psycopg import sql
 _NOT_EMPTY = """
     SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-      AND (c.relkind IN ('v', 'm', 'S', 'f')
-           OR (c.relkind IN ('r', 'p') AND NOT EXISTS (
-                 SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                 AND d.objid = c.oid AND d.deptype = 'e')))
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      -- an extension's own tables and views (citus puts citus_tables in public) are not the user's
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
     LIMIT 1"""
 
 

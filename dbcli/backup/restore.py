@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dbcli.backup import citus as backup_citus
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import mongo as backup_mongo
-from dbcli.backup import pg_restore
-from dbcli.backup import store as backup_store
+from dbcli.backup import pg_dump_dir, pg_restore, pg_restore_jobs
 from dbcli.backup.create import TARGETS
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.pg_restore_sql import target_has_tables
 from dbcli.backup.pg_tools import find_tools, tool_version
+from dbcli.backup.repo_open import open_repository
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.verify import Verification, check_files, size_problem
 from dbcli.config.model import Config
@@ -20,20 +21,26 @@ from dbcli.errors import CheckFailedError, ConflictError, NotFoundError, UsageEr
 from dbcli.postgres import connection as postgres
 
 
-def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | None = None,
-            target: str = "all", drop: bool = False, no_owner: bool = False,
-            progress: Progress = quiet) -> list[dict[str, Any]]:
+def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | str | None = None,
+            target: str = "all", drop: bool = False, no_owner: bool = False, without_citus: bool = False,
+            progress: Progress = quiet, jobs: int = 1) -> list[dict[str, Any]]:
     """Restore a backup into ``target_cfg``'s servers; rows of expected and restored counts.
+
+    ``jobs`` > 1: the PostgreSQL part by ``pg_restore -j`` (pg_restore_jobs), not in one transaction.
 
     Refuses a non-empty target without ``drop`` (exit 7), a damaged backup (exit 8), a pg_restore or
     target server older than the backup needs (exit 3); the caller
     turns a count mismatch into exit 8 (see ``mismatches``).
     """
-    root = root or backup_store.root_dir(source_cfg)
-    info = backup_store.find_backup(root, backup_id)
+    repo = open_repository(source_cfg, root)
+    info = repo.find_backup(backup_id)
+    files = repo.files(info)
     if info.manifest is None:
         raise CheckFailedError(f"backup {info.id} is damaged: {info.problem}")
     manifest = info.manifest
+    if manifest.get("kind") == "physical":
+        raise UsageError(f"backup {info.id} is a physical backup",
+                         hint="restore it with: backup restore --physical --data-dir DIR (see docs/pitr.md)")
     if manifest.get("status") != "ok":
         raise CheckFailedError(f"backup {info.id} is not complete (status {manifest.get('status')})")
     parts = [t for t in ("postgres", "mongo") if manifest.get(t)]
@@ -49,16 +56,22 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     wanted = set()
     for c in (manifest.get("mongo") or {}).get("collections", []) if "mongo" in parts else []:
         wanted |= {c["bson_file"], c["metadata_file"]}
-    check_files(info.path, {k: v for k, v in manifest["files"].items() if k in wanted}, check, strays=False)
-    if "postgres" in parts:
+    check_files(files, {k: v for k, v in manifest["files"].items() if k in wanted}, check, strays=False)
+    whole_first = "postgres" in parts and (jobs > 1 or pg_dump_dir.is_directory(manifest["postgres"]))
+    if whole_first:
+        # pg_restore reads these itself (-j, a directory): their checksums first, before anything is written
+        if key is not None and jobs > 1:
+            raise UsageError("restore --jobs cannot read an encrypted backup: drop --jobs")
+        check_files(files, pg_dump_dir.archive_files(manifest, manifest["postgres"]["file"]), check, strays=False)
+    elif "postgres" in parts:
         # the dump's size now; its checksum while pg_restore reads it, before anything is committed
         dump = manifest["postgres"]["file"]
-        wrong = size_problem(info.path / dump, manifest["files"][dump])
+        wrong = size_problem(files.blob(dump), manifest["files"][dump])
         if wrong:
             check.add("checksum", dump, False, wrong)
     if check.problems:
         raise CheckFailedError(f"backup {info.id} is damaged: {check.problems[0]}")
-    server_num = 0
+    server_num, distribute = 0, False
     if "postgres" in parts:
         # a tool or server too old for this backup is refused before anything changes (exit 3)
         pg = manifest["postgres"]
@@ -66,6 +79,8 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
         check_restore_tool(tools.pg_restore, tool_version(tools.pg_restore), pg.get("pg_dump_version"))
         server_num = server_version_num(target_cfg)
         check_target(pg.get("server_version"), server_num)
+        # a Citus backup: into a Citus database (distributed again after), or --without-citus (exit 3)
+        distribute = backup_citus.check_target(target_cfg, pg.get("citus"), without_citus=without_citus)
     # refuse before changing anything, whichever target is not empty (PostgreSQL checks again
     # inside its restore transaction, which is enough when it is the only target)
     if not drop:
@@ -82,22 +97,43 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     try:
         if "postgres" in parts:
             pg = manifest["postgres"]
+            listing = (backup_citus.ListWithoutCitus(target_cfg, files.blob(pg["file"]), key)
+                       if pg.get("citus") else None)  # the target has its own extension, or none
             try:
-                done = pg_restore.restore(target_cfg, info.path / pg["file"], key=key, drop=drop,
-                                         tables=pg["tables"], sha256=manifest["files"][pg["file"]]["sha256"],
-                                         server_num=server_num,
-                                         large_objects=pg.get("large_objects"), no_owner=no_owner,
-                                         own_rows=pg.get("row_counts") == "own", progress=progress)
+                if jobs > 1:
+                    if distribute:
+                        raise UsageError("restore --jobs cannot recreate a Citus distribution: drop --jobs")
+                    done = pg_restore_jobs.restore(target_cfg, files.blob(pg["file"]), jobs=jobs, drop=drop,
+                                                   tables=pg["tables"], no_owner=no_owner,
+                                                   own_rows=pg.get("row_counts") == "own",
+                                                   use_list=listing.path if listing else None, progress=progress)
+                else:
+                    done = pg_restore.restore(target_cfg, files.blob(pg["file"]), key=key, drop=drop,
+                                           tables=pg["tables"], sha256=None if whole_first
+                                           else manifest["files"][pg["file"]]["sha256"],
+                                           server_num=server_num,
+                                           large_objects=pg.get("large_objects"), no_owner=no_owner,
+                                           own_rows=pg.get("row_counts") == "own",
+                                           use_list=listing.path if listing else None,
+                                           session_sql=backup_citus.restore_session(
+                                               pg.get("citus") if distribute else None, drop=drop),
+                                           progress=progress)
             except pg_restore.DamagedArchive as e:
                 raise CheckFailedError(f"backup {info.id} is damaged: {pg['file']}: {e.detail}",
-                                       hint="nothing was restored") from None
+                                       hint="nothing was restored" if jobs == 1
+                                       else "restore --jobs keeps what was restored before it") from None
             rows += [{"target": "postgres", "name": f"{r['schema']}.{r['table']}", "expected": r["expected"],
-                      "restored": r["actual"], "rolled_back": not done.committed} for r in done.counts]
+                      "restored": r["actual"], "rolled_back": done.rolled_back} for r in done.counts]
             if not done.committed:
                 return _checked(rows)  # the database is as it was: the mongo part is not started either
+            if distribute:
+                progress("postgres: recreating the Citus distribution")
+                counts = backup_citus.redistribute(target_cfg, pg["citus"])
+                for r in rows:
+                    r["restored"] = counts.get(tuple(r["name"].split(".", 1)), r["restored"])
         if "mongo" in parts:
             mg = manifest["mongo"]
-            backup_mongo.restore(target_cfg, info.path, mg["collections"], key=key, drop=drop, progress=progress)
+            backup_mongo.restore(target_cfg, files, mg["collections"], key=key, drop=drop, progress=progress)
             rows += [{"target": "mongo", "name": r["collection"], "expected": r["expected"],
                       "restored": r["actual"]} for r in backup_mongo.restored_counts(target_cfg, mg["collections"])]
     except backup_crypto.DecryptError as e:

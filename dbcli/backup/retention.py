@@ -10,6 +10,9 @@ complete backup failed its verification, the newest complete one) is always kept
 removes the last copy. Failed backups never count towards a rule and are removed; backups whose
 manifest cannot be read, or names a path outside the backup, are left alone for a human to look at.
 
+A backup that a kept incremental physical backup depends on is kept with it (chains stay whole), and
+archived WAL older than the oldest physical backup's start is removed.
+
 Unlike restic 0.16+, a rule with counts left over does not also keep the oldest backup: the rules
 mean exactly what they say.
 """
@@ -22,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbcli.backup import store as backup_store
+from dbcli.backup.physical import chain as physical_chain
+from dbcli.backup.repo_local import LocalRepository
+from dbcli.backup.repo_open import open_repository
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, UsageError
@@ -115,6 +120,11 @@ def plan(backups: list[BackupInfo], policy: Policy) -> list[Decision]:
             decisions.append(Decision(b, keep=True, reasons=[keeper_reason]))
         else:
             decisions.append(Decision(b, keep=False, reasons=["failed its last verification"]))
+    # an incremental physical backup restores only with every backup of its chain
+    needed = physical_chain.needed_by(backups, {d.backup.id for d in decisions if d.keep})
+    for d in decisions:
+        if d.backup.id in needed and not d.keep:
+            d.keep, d.reasons = True, [f"needed by incremental backup {needed[d.backup.id]}"]
     decisions.sort(key=lambda d: (when(d.backup), d.backup.id), reverse=True)
     return decisions
 
@@ -143,17 +153,20 @@ def unsafe_error(decisions: list[Decision]) -> CheckFailedError | None:
                             hint="inspect it: its manifest has been tampered with or damaged")
 
 
-def prune(cfg: Config, *, root: Path | None = None, overrides: dict[str, int | None] | None = None,
+def prune(cfg: Config, *, root: Path | str | None = None, overrides: dict[str, int | None] | None = None,
           dry_run: bool = False, clock: Clock = utc_now) -> list[Decision]:
-    """Apply the policy to the backup directory (under its lock); returns the decisions."""
-    root = root or backup_store.root_dir(cfg)
+    """Apply the policy to the repository (under its lock: leftovers of killed runs are removed too);
+    returns the decisions. ``root``: a directory or an s3:// URL, default ``backup.dir``."""
+    repo = open_repository(cfg, root)
     policy = policy_from(cfg, overrides or {})
     if dry_run:
-        return plan(backup_store.list_backups(root), policy)
-    with backup_store.locked(root, "backup prune", clock):
-        backup_store.clean_leftovers(root)
-        decisions = plan(backup_store.list_backups(root), policy)
+        return plan(repo.list_backups(), policy)
+    with repo.locked("backup prune", clock):
+        repo.clean_leftovers()
+        decisions = plan(repo.list_backups(), policy)
         for d in decisions:
             if not d.keep:
-                backup_store.remove_backup(d.backup.path)
+                repo.remove(d.backup)
+        if isinstance(repo, LocalRepository):
+            physical_chain.prune_wal(repo.root)
     return decisions

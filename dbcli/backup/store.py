@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,8 +61,11 @@ def parse_iso(text: str) -> dt.datetime:
 
 
 def root_dir(cfg: Config, override: str | None = None) -> Path:
-    """The backup directory: ``--dir``, else ``backup.dir`` (whose default is ``<data dir>/backups``)."""
-    return Path(override).expanduser() if override else cfg.backup.dir
+    """The backup directory: ``--dir``, else ``backup.dir`` (default ``<data dir>/backups``); not a URL."""
+    where = override or cfg.backup.dir
+    if isinstance(where, str) and "://" in where:  # an s3:// repository: see repo_open
+        raise UsageError(f"{where} is not a local backup directory")
+    return Path(where).expanduser()
 
 
 def ensure_root(root: Path) -> Path:
@@ -71,14 +75,19 @@ def ensure_root(root: Path) -> Path:
     return root
 
 
-def new_id(profile: str, tag: str | None, when: dt.datetime, root: Path) -> str:
-    """``20261129T101500Z-<profile>[-<tag>]``, with ``-2``, ``-3``... if that second is taken."""
+def _in_dir(root: Path, name: str) -> bool:
+    return (root / name).exists() or (root / f"{PARTIAL}{name}").exists()
+
+
+def new_id(profile: str, tag: str | None, when: dt.datetime, root: Path | Callable[[str], bool]) -> str:
+    """``20261129T101500Z-<profile>[-<tag>]``, ``-2``, ``-3``... if taken (in ``root``, or by ``root(id)``)."""
     if tag is not None and not _TAG.match(tag):
         raise UsageError(f"invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 64)")
     safe_profile = re.sub(r"[^A-Za-z0-9_.-]", "_", profile)
     base = f"{when.astimezone(dt.UTC).strftime(_ID_TIME)}-{safe_profile}" + (f"-{tag}" if tag else "")
     candidate, n = base, 1
-    while (root / candidate).exists() or (root / f"{PARTIAL}{candidate}").exists():
+    taken = root if callable(root) else partial(_in_dir, root)
+    while taken(candidate):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
@@ -161,18 +170,18 @@ def entry_paths(data: dict[str, Any]) -> list[Any]:
     return paths
 
 
-def check_entries(directory: Path, data: dict[str, Any]) -> None:
-    """UnsafeEntryError unless every path the manifest names stays inside ``directory``.
+def check_entries(directory: Path | None, data: dict[str, Any]) -> None:
+    """UnsafeEntryError unless every path the manifest names stays inside ``directory`` (None: by name).
 
     A manifest's checksum proves nothing against someone who rewrites it (anyone can recompute it),
     so what it names is checked before anything is read, restored or removed by it.
     """
-    base = directory.resolve()
+    base = directory.resolve() if directory is not None else None
     for rel in entry_paths(data):
         if not isinstance(rel, str) or not rel or "\0" in rel:
             raise UnsafeEntryError(f"manifest entry {rel!r} is not a file name")
         pure = Path(rel)
-        if pure.is_absolute() or ".." in pure.parts or not (base / pure).resolve().is_relative_to(base):
+        if pure.is_absolute() or ".." in pure.parts or (base and not (base / pure).resolve().is_relative_to(base)):
             raise UnsafeEntryError(f"manifest entry {rel!r} escapes the backup directory")
 
 
@@ -184,6 +193,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ManifestError("manifest.json is missing") from None
     except OSError as e:
         raise ManifestError(f"manifest.json is unreadable: {e.strerror}") from None
+    return parse_manifest(raw, directory)
+
+
+def parse_manifest(raw: bytes, directory: Path | None) -> dict[str, Any]:
+    """A manifest from its bytes, its checksum and entries checked (see check_entries)."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -214,7 +228,7 @@ def read_verification(directory: Path) -> dict[str, Any] | None:
 @dataclass
 class BackupInfo:
     id: str
-    path: Path
+    path: Path | None  # the backup's directory; None for a backup in object storage
     manifest: dict[str, Any] | None
     problem: str | None = None  # why the manifest could not be read
     verification: dict[str, Any] | None = None
@@ -249,11 +263,19 @@ def verification_state(record: dict[str, Any] | None) -> str | None:
     return "ok" if record.get("ok") is True else "failed"
 
 
-def _id_time(name: str) -> dt.datetime | None:
+def id_time(name: str) -> dt.datetime | None:
     try:
         return dt.datetime.strptime(name[:16], _ID_TIME).replace(tzinfo=dt.UTC)
     except ValueError:
         return None
+
+
+def backup_ids(root: Path) -> list[str]:
+    """The ids of the backup directories, by name alone (no manifest is read)."""
+    if not root.is_dir():
+        return []
+    return sorted(e.name for e in root.iterdir()
+                  if not e.name.startswith(".") and id_time(e.name) is not None and e.is_dir())
 
 
 def list_backups(root: Path) -> list[BackupInfo]:
@@ -262,38 +284,52 @@ def list_backups(root: Path) -> list[BackupInfo]:
         return []
     found: list[BackupInfo] = []
     for entry in root.iterdir():
-        if entry.name.startswith(".") or not entry.is_dir() or _id_time(entry.name) is None:
+        if entry.name.startswith(".") or not entry.is_dir() or id_time(entry.name) is None:
             continue
-        info = BackupInfo(id=entry.name, path=entry, manifest=None)
-        try:
-            info.manifest = read_manifest(entry)
-        except ManifestError as e:
-            info.problem = str(e)
-            info.unsafe = isinstance(e, UnsafeEntryError)
-        info.verification = read_verification(entry)
-        started = info.manifest.get("started_at") if info.manifest else None
-        info.time = parse_iso(started) if isinstance(started, str) else _id_time(entry.name)
-        found.append(info)
-    found.sort(key=lambda b: (b.time or dt.datetime.min.replace(tzinfo=dt.UTC), b.id))
-    return found
+        found.append(backup_info(entry.name, entry, partial(read_manifest, entry), read_verification(entry)))
+    return sorted_backups(found)
+
+
+def backup_info(backup_id: str, path: Path | None, manifest: Callable[[], dict[str, Any]],
+                verification: dict[str, Any] | None) -> BackupInfo:
+    """What ``backup list`` knows of a backup: its manifest (``manifest()`` reads it) or why not."""
+    info = BackupInfo(id=backup_id, path=path, manifest=None)
+    try:
+        info.manifest = manifest()
+    except ManifestError as e:
+        info.problem = str(e)
+        info.unsafe = isinstance(e, UnsafeEntryError)
+    info.verification = verification
+    started = info.manifest.get("started_at") if info.manifest else None
+    info.time = parse_iso(started) if isinstance(started, str) else id_time(backup_id)
+    return info
+
+
+def sorted_backups(found: list[BackupInfo]) -> list[BackupInfo]:
+    return sorted(found, key=lambda b: (b.time or dt.datetime.min.replace(tzinfo=dt.UTC), b.id))
 
 
 def find_backup(root: Path, backup_id: str | None, *, latest: bool = False) -> BackupInfo:
     """A backup by id (``latest``: the newest complete one)."""
-    backups = list_backups(root)
+    return pick_backup(list_backups(root), backup_id, latest=latest, where=str(root), incomplete=partial(_in_dir, root))
+
+
+def pick_backup(backups: list[BackupInfo], backup_id: str | None, *, latest: bool, where: str,
+                incomplete: Callable[[str], bool]) -> BackupInfo:
+    """``backup_id`` (or the newest complete one); ``incomplete(id)``: something unfinished has that id."""
     if latest or backup_id == "latest":
         complete = [b for b in backups if b.status == "ok"]
         if not complete:
-            raise NotFoundError(f"no complete backup in {root}")
+            raise NotFoundError(f"no complete backup in {where}")
         return complete[-1]
     if not backup_id:
         raise UsageError("give a backup id or --latest")
     for b in backups:
         if b.id == backup_id:
             return b
-    if (root / backup_id).is_dir() or (root / f"{PARTIAL}{backup_id}").is_dir():
+    if incomplete(backup_id):
         raise NotFoundError(f"backup {backup_id} is not a complete backup directory")
-    raise NotFoundError(f"no backup {backup_id!r} in {root}")
+    raise NotFoundError(f"no backup {backup_id!r} in {where}")
 
 
 def data_files(directory: Path) -> Iterator[Path]:
@@ -302,10 +338,6 @@ def data_files(directory: Path) -> Iterator[Path]:
         rel = path.relative_to(directory)
         if path.is_file() and str(rel) not in (MANIFEST, VERIFY) and not rel.name.startswith("."):
             yield path
-
-
-def dir_size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 # ---- lock and leftovers ------------------------------------------------------------------------

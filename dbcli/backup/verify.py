@@ -5,6 +5,7 @@ optionally restore it into scratch databases; the verdict is recorded beside the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,17 @@ from psycopg import sql
 from dbcli import __version__
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import mongo as backup_mongo
-from dbcli.backup import pg_restore
+from dbcli.backup import pg_dump_dir, pg_restore
 from dbcli.backup import store as backup_store
 from dbcli.backup.pg_archive import check_archive
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.pg_tools import find_tools, tool_version
+from dbcli.backup.physical import check as physical_check
+from dbcli.backup.repo import BackupFiles, Blob, Repository
+from dbcli.backup.repo_local import LocalRepository
+from dbcli.backup.repo_open import open_repository
 from dbcli.backup.stages import Progress, quiet
-from dbcli.backup.store import Clock, iso, utc_now
+from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, DbcliError, UnreachableError
 from dbcli.postgres import connection as postgres
@@ -85,53 +90,66 @@ class Verification:
                        hint=self.causes[0].hint or "nothing wrong was found in what could be checked")
 
 
-def check_files(directory: Path, listed: dict[str, Any], result: Verification, *, strays: bool = True) -> None:
+def check_files(files: BackupFiles, listed: dict[str, Any], result: Verification, *, strays: bool = True) -> None:
     """Every listed file has its size and SHA-256; with ``strays``, nothing else is there."""
     for rel, meta in sorted(listed.items()):
-        path = directory / rel
-        wrong = size_problem(path, meta)
+        blob = files.blob(rel)
+        wrong = size_problem(blob, meta)
         if wrong:
             result.add("checksum", rel, False, wrong)
-        elif backup_store.sha256_file(path) != meta["sha256"]:
+        elif _sha256(blob) != meta["sha256"]:
             result.add("checksum", rel, False, "checksum mismatch")
         else:
             result.add("checksum", rel, True)
-    for path in backup_store.data_files(directory) if strays else ():
-        rel = str(path.relative_to(directory))
+    for rel in files.names() if strays else ():
         if rel not in listed:
             result.add("checksum", rel, False, "file not in the manifest")
 
 
-def size_problem(path: Path, meta: dict[str, Any]) -> str | None:
-    if not path.is_file():
+def _sha256(blob: Blob) -> str:
+    if blob.local is not None:
+        return backup_store.sha256_file(blob.local)
+    digest = hashlib.sha256()
+    with blob.open() as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def size_problem(blob: Blob, meta: dict[str, Any]) -> str | None:
+    size = blob.size()
+    if size is None:
         return "missing"
-    size = path.stat().st_size
     return None if size == meta["size"] else f"size {size}, manifest says {meta['size']}"
 
 
-def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = None, latest: bool = False,
+def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None = None, latest: bool = False,
            restore_test: bool = False, progress: Progress = quiet, clock: Clock = utc_now) -> Verification:
     """Check a backup end to end; the result is also written to its ``verify.json``."""
-    root = root or backup_store.root_dir(cfg)
-    info = backup_store.find_backup(root, backup_id, latest=latest)
+    repo = open_repository(cfg, root)
+    info = repo.find_backup(backup_id, latest=latest)
+    files = repo.files(info)
     result = Verification(info.id)
     if info.manifest is None:
         result.add("manifest", backup_store.MANIFEST, False, str(info.problem))
-        _record(info.path, result, restore_test, clock)
+        _record(repo, info, result, restore_test, clock)
         return result
     manifest = info.manifest
     result.add("manifest", backup_store.MANIFEST, True)
     if manifest.get("status") != "ok":
         result.add("status", info.id, False, f"status is {manifest.get('status')}: {manifest.get('error')}")
-        _record(info.path, result, restore_test, clock)
+        _record(repo, info, result, restore_test, clock)
         return result
     key = backup_crypto.manifest_key(cfg, manifest)
     progress(f"verifying checksums of {info.id}")
-    check_files(info.path, manifest.get("files") or {}, result)
+    check_files(files, manifest.get("files") or {}, result)
     damaged = {c["subject"] for c in result.checks if c["ok"] is False}
+    if manifest.get("kind") == "physical" and not damaged and isinstance(repo, LocalRepository):
+        physical_check.check(cfg, repo.root, info, restore_test=restore_test, add=result.add, skip=result.skip,
+                             progress=progress)
     pg = manifest.get("postgres")
     tools = None
-    if pg and pg["file"] not in damaged:
+    if pg and not damaged & set(pg_dump_dir.archive_files(manifest, pg["file"])):
         progress("postgres: reading the archive with pg_restore")
         try:
             tools = find_tools(cfg)
@@ -141,7 +159,7 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
             tools = None
         if tools is not None:
             try:
-                check_archive(tools, info.path / pg["file"], key, full=True, tables=pg["tables"])
+                check_archive(tools, files.blob(pg["file"]), key, full=True, tables=pg["tables"])
                 result.add("pg_restore", pg["file"], True)
             except CheckFailedError as e:
                 result.add("pg_restore", pg["file"], False, e.message)
@@ -153,10 +171,10 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
                 continue
             try:
                 if check == "metadata":
-                    backup_mongo.read_metadata(info.path / rel, key)
+                    backup_mongo.read_metadata(files.blob(rel), key)
                     result.add(check, rel, True)
                     continue
-                n = backup_mongo.count_file(info.path / rel, key, decode=True)
+                n = backup_mongo.count_file(files.blob(rel), key, decode=True)
             except Exception as e:  # any parse failure of a damaged file, whatever the layer
                 result.add(check, rel, False, f"unreadable ({_reason(e)})")
                 continue
@@ -164,8 +182,8 @@ def verify(cfg: Config, *, root: Path | None = None, backup_id: str | None = Non
             result.add(check, rel, ok, "" if ok else f"{n} documents, manifest says {coll['documents']}")
     if restore_test and result.state != "failed":
         # the PostgreSQL part only with a pg_restore that could read it
-        _restore_test(cfg, info.path, manifest if tools else {**manifest, "postgres": None}, key, result, progress)
-    _record(info.path, result, restore_test, clock)
+        _restore_test(cfg, files, manifest if tools else {**manifest, "postgres": None}, key, result, progress)
+    _record(repo, info, result, restore_test, clock)
     return result
 
 
@@ -174,7 +192,7 @@ def _reason(e: Exception) -> str:
     return text[:200]
 
 
-def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: bytes | None,
+def _restore_test(cfg: Config, files: BackupFiles, manifest: dict[str, Any], key: bytes | None,
                   result: Verification, progress: Progress) -> None:
     """Restore into scratch databases on the same servers, compare counts, drop them.
 
@@ -196,7 +214,7 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
         else:
             try:
                 try:
-                    done = pg_restore.restore(cfg, directory / pg["file"], key=key, drop=False, tables=pg["tables"],
+                    done = pg_restore.restore(cfg, files.blob(pg["file"]), key=key, drop=False, tables=pg["tables"],
                                              large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
                                              own_rows=pg.get("row_counts") == "own", server_num=server_num,
                                              progress=progress)
@@ -222,7 +240,7 @@ def _restore_test(cfg: Config, directory: Path, manifest: dict[str, Any], key: b
         progress(f"mongo: restore test into scratch database {scratch}")
         try:
             try:
-                backup_mongo.restore(cfg, directory, mg["collections"], key=key, drop=False, database=scratch,
+                backup_mongo.restore(cfg, files, mg["collections"], key=key, drop=False, database=scratch,
                                      progress=progress)
                 _compare(result, "restore-test", backup_mongo.restored_counts(cfg, mg["collections"], scratch),
                          lambda r: f"mongo {r['collection']}")
@@ -252,11 +270,11 @@ def _drop_pg_database(cfg: Config, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _record(directory: Path, result: Verification, restore_test: bool, clock: Clock) -> None:
-    # on a read-only backup medium the verdict is still reported, just not recorded
-    with contextlib.suppress(OSError):
+def _record(repo: Repository, info: BackupInfo, result: Verification, restore_test: bool, clock: Clock) -> None:
+    # on a read-only backup medium (or a refused upload) the verdict is still reported, just not recorded
+    with contextlib.suppress(OSError, *(() if isinstance(repo, LocalRepository) else (DbcliError,))):
         state = result.state
-        backup_store.write_verification(directory, {
+        repo.write_verification(info, {
             # ok stays true/false for readers older than state; null (unverified) is neither
             "verified_at": iso(clock()), "state": state, "ok": None if state == "unverified" else state == "ok",
             "restore_test": restore_test, "problems": result.problems, "unverified": result.reasons,

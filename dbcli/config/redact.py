@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.config.model import Config
+from dbcli.config.typed import file_key
 
-SECRET_KEYS = {"password", "encryption_key", "key", "previous_keys"}
+SECRET_KEYS = {"password", "encryption_key", "key", "previous_keys", "secret_access_key"}
 
 # Patterns as text: re compiles (and caches) them on first use, so a command that redacts
 # nothing does not pay for compiling them at start-up.
@@ -50,7 +51,8 @@ def effective(cfg: Config) -> dict[str, Any]:
     for spec in dataclasses.fields(cfg):
         section = getattr(cfg, spec.name)
         if dataclasses.is_dataclass(section):
-            out[spec.name] = _plain(dataclasses.asdict(section))  # type: ignore[arg-type]
+            fields = dataclasses.asdict(section)  # type: ignore[arg-type]
+            out[spec.name] = _plain({file_key(k): v for k, v in fields.items()})
     return redact(out)
 
 

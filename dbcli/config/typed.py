@@ -9,6 +9,7 @@ profile set it), with a hint where one helps.
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import os
 import re
 import types
@@ -56,12 +57,19 @@ def interpolate(value: str, path: str) -> str:
     return VAR.sub(repl, value)
 
 
+def file_key(field_name: str) -> str:
+    """The key a field is written as in the file: the field ``from_`` is the key ``from`` (the
+    trailing underscore only keeps a Python keyword usable as a field name)."""
+    bare = field_name.removesuffix("_")
+    return bare if bare != field_name and keyword.iskeyword(bare) else field_name
+
+
 def build(cls: type[T], raw: Any, path: str, where: Where, **resolved: Any) -> T:
     """``cls`` from the mapping ``raw`` found at ``path``; ``resolved`` gives the defaults the loader
     works out (directories under the profile's data dir), used where the file says nothing."""
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"{where(path)}: must be a mapping")
-    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {file_key(f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = dict(resolved)
     for key, value in (raw or {}).items():
         dotted = f"{path}.{key}"
@@ -72,7 +80,7 @@ def build(cls: type[T], raw: Any, path: str, where: Where, **resolved: Any) -> T
             continue
         converted = _convert(spec.type, spec.metadata, value, dotted, where)
         if converted is not None:
-            values[key] = converted
+            values[spec.name] = converted
     return cls(**values)
 
 
@@ -85,6 +93,8 @@ def _convert(kind: Any, meta: Mapping[str, Any], value: Any, path: str, where: W
         return _keys(kind, value, path, where)
     if meta.get("names"):
         return _names(value, path, where)
+    if meta.get("repository"):
+        return _repository(value, path, where)
     arms = [a for a in get_args(kind) if a is not type(None)] if get_origin(kind) is types.UnionType else [kind]
     if value == "" and Path in arms:
         return None  # an empty path (``${VAR:-}``) means the default, never the current directory
@@ -134,6 +144,20 @@ def _checked(kind: Any, meta: Mapping[str, Any], value: Any, path: str, where: W
         if above is not None and value <= above:
             raise ConfigError(f"{where(path)}: must be more than {above}, got {value!r}")
     return value
+
+
+def _repository(value: Any, path: str, where: Where) -> Path | str | None:
+    """A backup repository: ``s3://bucket[/prefix]`` stays a string, anything else is a path."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where(path)}: must be a path, got {value!r}"[:200])
+    if not value:
+        return None
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme is None:
+        return Path(value).expanduser()
+    if scheme.group(1).lower() != "s3" or not re.match(r"^s3://[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?(/.*)?$", value):
+        raise ConfigError(f"{where(path)}: must be a path or s3://bucket/prefix, got {value!r}"[:200])
+    return value.rstrip("/")
 
 
 def _keys(kind: Any, value: Any, path: str, where: Where) -> Any:

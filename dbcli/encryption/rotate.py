@@ -25,6 +25,7 @@ from dbcli.cache.store import note_write as note_table_write
 from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor, is_token, map_paths
 from dbcli.errors import ConfigError, InvalidInputError, UsageError
+from dbcli.mongo.bulk import bulk_write, statement_limit
 from dbcli.mongo.collections import note_write as note_collection_write
 from dbcli.mongo.connection import session
 from dbcli.postgres import catalog
@@ -156,6 +157,7 @@ def _rotate_fields(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
     out: list[RotateCount] = []
     with session(cfg) as db:
         names = set(db.list_collection_names())
+        limit = statement_limit(db.client)
         for name in sorted(enc.fields):
             paths = sorted(enc.fields[name])
             counts = {p: RotateCount(f"{name}.{p}", "field", dry_run=dry_run) for p in paths}
@@ -179,7 +181,7 @@ def _rotate_fields(cfg: Config, enc: Encryptor, batch_size: int, dry_run: bool,
                         ops.append(UpdateOne({"_id": doc["_id"], **old},
                                              {"$set": {t: new[t] for t in tops if t in new}}))
                 if ops and not dry_run:
-                    coll.bulk_write(ops, ordered=False)
+                    bulk_write(coll, ops, limit)  # FerretDB 1.x: at most 40 statements a command
                 done += len(batch)
                 if on_batch is not None and batch:
                     on_batch(name, done)

@@ -36,6 +36,12 @@ def note_write(cfg: Config, collection: str) -> None:
     cache_note_write(cfg, [f"mongo:{collection}"])
 
 
+def collection_names(cfg: Config) -> list[str]:
+    """The database's collections by name (system collections left out)."""
+    with session(cfg) as db:
+        return sorted(n for n in db.list_collection_names() if not n.startswith("system."))
+
+
 def list_collections(cfg: Config) -> list[dict[str, Any]]:
     specs = collection_specs(cfg)
     enc = Encryptor.from_config(cfg)

@@ -193,8 +193,10 @@ def too_large(size: int, limit: int) -> str:
 def server_info(mc: MongoClient[dict[str, Any]]) -> dict[str, Any]:
     """Version and flavour of the server (FerretDB reports itself in buildInfo)."""
     info = mc.admin.command("buildInfo")
-    if "ferretdbVersion" in info:
-        return {"flavour": "FerretDB", "version": str(info["ferretdbVersion"]).lstrip("v"),
+    # FerretDB 1 says ferretdbVersion, FerretDB 2 {ferretdb: {version}}
+    ferretdb = info.get("ferretdbVersion") or (info.get("ferretdb") or {}).get("version")
+    if ferretdb:
+        return {"flavour": "FerretDB", "version": str(ferretdb).lstrip("v"),
                 "compatible_with": info.get("version", "?")}
     return {"flavour": "MongoDB", "version": info.get("version", "?"), "compatible_with": None}
 

@@ -28,6 +28,7 @@ from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import InvalidInputError, UsageError
+from dbcli.mongo.bulk import bulk_write, statement_limit
 from dbcli.mongo.collections import note_write
 from dbcli.mongo.connection import max_document_size, session, translated
 from dbcli.mongo.json_schema import schema_checker
@@ -101,6 +102,7 @@ def _write_all(cfg: Config, name: str, records: Iterator[tuple[int, Any]], repor
     depth = 1 if upsert_key is not None else WRITERS
     with session(cfg) as db, ThreadPoolExecutor(max_workers=depth, thread_name_prefix="dbcli-import") as pool:
         coll = db[name]
+        limit = statement_limit(db.client) if upsert_key is not None else 0
         pending: deque[Future[_Batch]] = deque()
         written = 0
 
@@ -115,7 +117,7 @@ def _write_all(cfg: Config, name: str, records: Iterator[tuple[int, Any]], repor
         def submit(docs: list[Any], lines: list[int]) -> None:
             if len(pending) >= depth:
                 collect()  # bounded: at most ``depth`` batches in memory and on the wire
-            pending.append(pool.submit(_write_batch, coll, docs, lines, upsert_key))
+            pending.append(pool.submit(_write_batch, coll, docs, lines, upsert_key, limit))
 
         docs: list[Any] = []
         lines: list[int] = []
@@ -163,8 +165,9 @@ class _Batch:
         self.unchanged += int(res.get("nMatched", 0)) - int(res.get("nModified", 0))
 
 
-def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upsert_key: str | None) -> _Batch:
-    """One unordered bulk write and what came of it."""
+def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upsert_key: str | None,
+                 limit: int = 0) -> _Batch:
+    """One unordered bulk write (upserts: in commands of at most ``limit`` statements) and what came of it."""
     batch = _Batch(size=len(docs))
     try:
         with translated(docs):
@@ -173,7 +176,7 @@ def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upser
                     coll.insert_many(docs, ordered=False)
                     batch.inserted = len(docs)
                 else:
-                    batch.count_upserts(coll.bulk_write(_upserts(docs, upsert_key), ordered=False).bulk_api_result)
+                    batch.count_upserts(bulk_write(coll, _upserts(docs, upsert_key), limit))
             except BulkWriteError as e:
                 details = e.details
                 if upsert_key is None:

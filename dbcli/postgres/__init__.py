@@ -1,3 +1,4 @@
-"""PostgreSQL: connections and pools, errors mapped from SQLSTATE, the embedded server, the catalog
+"""PostgreSQL: connections and pools, errors mapped from SQLSTATE, the embedded server (or a local
+Citus cluster, and any Citus coordinator's health), the catalog
 and value converters, the table gateway, COPY import/export, the generic unit of work, and psql on the profile.
 """

@@ -189,15 +189,19 @@ def describe(conn: psycopg.Connection[Any], name: str) -> Table:
     schema, rel = split_name(name)
     rows = conn.execute(_DESCRIBE, {"name": rel, "schema": schema}).fetchall()
     if not rows:
-        candidates = [r[1] if r[0] == "public" or schema is None else f"{r[0]}.{r[1]}"
-                      for r in conn.execute(_NAMES, {"schema": schema}).fetchall()]
-        raise InvalidInputError(unknown_message("table", name, candidates))
+        raise InvalidInputError(unknown_message("table", name, relation_names(conn, schema)))
     columns: dict[str, Column] = {}
     for (_, _, _, col, data_type, base, cat, typmod, elem, not_null, ident, gen, default, pk) in rows:
         columns[col] = Column(name=col, data_type=data_type, base_type=base, category=cat, typmod=typmod,
                               element_type=elem, not_null=not_null, identity=ident or "",
                               generated=gen or "", default=default, pk_position=pk)
     return Table(schema=rows[0][0], name=rows[0][1], relkind=rows[0][2], columns=columns)
+
+
+def relation_names(conn: psycopg.Connection[Any], schema: str | None = None) -> list[str]:
+    """The tables and views on the search path (or in ``schema``) as a user types them."""
+    return [r[1] if r[0] == "public" or schema is None else f"{r[0]}.{r[1]}"
+            for r in conn.execute(_NAMES, {"schema": schema}).fetchall()]
 
 
 def list_tables(conn: psycopg.Connection[Any], schema: str | None = None) -> list[dict[str, Any]]:

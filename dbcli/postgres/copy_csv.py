@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import itertools
 import operator
 import queue
 import re
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import psycopg
@@ -26,7 +27,9 @@ from psycopg.copy import LibpqWriter
 from dbcli.errors import InvalidInputError
 from dbcli.postgres.catalog import Column
 from dbcli.postgres.copy_load import ImportResult, Load, idents, placed_error
-from dbcli.postgres.csv_checks import BadValue, csv_column_check, csv_field_regex
+from dbcli.postgres.csv_checks import REGEX_DELIMITERS, BadValue, ColumnCheck, csv_column_check, csv_field_regex
+from dbcli.postgres.csv_options import CsvOptions
+from dbcli.postgres.csv_rejects import Sifter
 from dbcli.postgres.errors import translate
 from dbcli.postgres.tables import TableGateway
 
@@ -34,59 +37,104 @@ CSV_BATCH_BYTES = 1 << 18  # text per COPY write: big enough to amortise, small 
 
 
 def import_csv(gw: TableGateway, stream: IO[str], *, upsert: bool = False, conflict_key: str | None = None,
-               progress: Callable[[int], None] | None = None) -> ImportResult:
+               progress: Callable[[int], None] | None = None, options: CsvOptions | None = None,
+               columns: Sequence[str] | None = None, skip_bad: int | None = None) -> ImportResult:
     """The fast path for CSV: the file's own text goes to ``COPY ... (FORMAT csv)`` in batches.
 
     Each batch is parsed with the csv module first and checked column by column against the
     catalog types (:func:`dbcli.postgres.csv_checks.csv_column_check`), so a bad cell is reported with its
     line and column before anything reaches the server; nothing is re-encoded, which keeps the
-    throughput close to ``psql \\copy``. CSV NULL rules are COPY's: an unquoted empty cell is NULL,
-    a quoted one ("") the empty string, except in NOT NULL text columns (FORCE_NOT_NULL).
+    throughput close to ``psql \\copy``. CSV NULL rules are COPY's: an unquoted empty cell (or
+    the ``--null`` text) is NULL, a quoted one ("") the empty string, except in NOT NULL text
+    columns (FORCE_NOT_NULL).
+
+    ``columns``: the file's columns in order (a header line, if any, is skipped). Without them
+    and without a header, the table's columns in order (generated ones left out). ``skip_bad``:
+    up to this many lines the client-side reading or checks refuse are left out and returned in
+    the result's ``rejected`` (verbatim); one more fails the import.
     """
-    batches = _csv_batches(stream)
+    options = options or CsvOptions()
+    dialect = options.reader_kwargs()
+    batches = _csv_batches(stream, options.quote)
     head = next(batches, None)
     if head is None:
         return ImportResult(table=gw.table.display)
-    header, first_line = _csv_header(head)
+    if not options.header and head[1]:
+        head[1][0] = head[1][0].removeprefix("\ufeff")  # the byte-order mark spreadsheets write
+    header, first_line = _csv_header(head, dialect) if options.header else ([], 1)
+    raw_header = head[1][:first_line - head[0]]
+    if columns:
+        header = list(columns)
+    elif not options.header:
+        header = [c.name for c in gw.table.columns.values() if not c.generated]
     if len(set(header)) != len(header):
-        raise InvalidInputError("line 1: the CSV header repeats a column name")
+        raise InvalidInputError("--columns repeats a column name" if columns else
+                                "line 1: the CSV header repeats a column name")
+    gw.table.check_columns(header)
     lines = _LineMap()
     load = Load(gw, header, upsert, conflict_key, lines)
-    checks = [(name, check) for name, check in ((n, csv_column_check(gw.table.columns[n])) for n in header)
-              if check is not None]
-    records = _records_regex([gw.table.columns[n] for n in header])
-    positions = {name: i for i, name in enumerate(header)}
+    checks = [(header.index(name), name, check) for name, check in
+              ((n, csv_column_check(gw.table.columns[n])) for n in header) if check is not None]
+    if options.null:
+        checks = [(i, name, _null_read(check, options.null)) for i, name, check in checks]
+    records = _records_regex([gw.table.columns[n] for n in header], options)
     force = [n for n in header if gw.table.columns[n].is_string and gw.table.columns[n].not_null]
-    options: sql.Composable = sql.SQL("FORMAT csv")
+    copy_options = dataclasses.replace(options, header=False).copy_options()  # the header line is not sent
     if force:
-        options += sql.SQL(", FORCE_NOT_NULL ({})").format(idents(force))
+        copy_options += sql.SQL(", FORCE_NOT_NULL ({})").format(idents(force))
+    sifter = Sifter(skip_bad, len(header), dialect, checks, raw_header) if skip_bad is not None else None
     pending = [(first_line, head[1][first_line - head[0]:])] if len(head[1]) > first_line - head[0] else []
     try:
-        with load.cur.copy(load.copy_statement(options), writer=_queued_writer(load.cur)) as copy:
+        with load.cur.copy(load.copy_statement(copy_options), writer=_queued_writer(load.cur)) as copy:
             for first, chunk in itertools.chain(pending, batches):
                 text = _batch_text(chunk)
                 if records is not None and records(text):
                     count, ends = len(chunk), None  # one record a line, every cell valid: nothing to split
                 else:
-                    rows, text, ends = _csv_batch(chunk, first, len(header))
-                    if not rows:
+                    try:
+                        count, text, ends = _checked(chunk, first, header, dialect, checks)
+                    except InvalidInputError:
+                        if sifter is None:
+                            raise
+                        count, text, ends = sifter.sift(chunk, first)
+                    if not count:
                         continue
-                    for name, check in checks:
-                        try:
-                            check(list(map(operator.itemgetter(positions[name]), rows)))
-                        except BadValue as e:
-                            where = ends[e.index] if ends else first + e.index
-                            raise InvalidInputError(f"line {where}, column {name}: {e}") from None
-                    count = len(rows)
                 if "\x00" in text:
-                    raise InvalidInputError(f"line {first}: NUL characters are not allowed in CSV text")
+                    if sifter is None:
+                        raise InvalidInputError(f"line {first}: NUL characters are not allowed in CSV text")
+                    count, text, ends = sifter.sift(chunk, first)
                 lines.add(first, count, ends)
                 copy.write(text)
                 if progress is not None:
                     progress(len(lines))
     except psycopg.Error as e:
         raise placed_error(translate(e), e, lines, "line", gw.table) from e
-    return load.finish()
+    result = load.finish()
+    if sifter is not None:
+        result.rejected = sifter.rejected
+    return result
+
+
+def _checked(chunk: list[str], first: int, header: list[str], dialect: dict[str, Any],
+             checks: list[tuple[int, str, ColumnCheck]]) -> tuple[int, str, list[int] | None]:
+    """(rows, text to send, line of each row unless one a line) of a batch, every cell checked."""
+    rows, text, ends = _csv_batch(chunk, first, len(header), dialect)
+    if not rows:
+        return 0, text, ends
+    for position, name, check in checks:
+        try:
+            check(list(map(operator.itemgetter(position), rows)))
+        except BadValue as e:
+            where = ends[e.index] if ends else first + e.index
+            raise InvalidInputError(f"line {where}, column {name}: {e}") from None
+    return len(rows), text, ends
+
+
+def _null_read(check: ColumnCheck, null: str) -> ColumnCheck:
+    """The check of cells where the ``--null`` text means NULL (what an empty cell means by default)."""
+    def check_with_null(values: Sequence[str]) -> None:
+        check(["" if v == null else v for v in values])
+    return check_with_null
 
 
 def _batch_text(chunk: list[str]) -> str:
@@ -96,7 +144,7 @@ def _batch_text(chunk: list[str]) -> str:
     return text if text.endswith(("\n", "\r")) else text + "\n"
 
 
-def _records_regex(columns: list[Column]) -> Callable[[str], Any] | None:
+def _records_regex(columns: list[Column], options: CsvOptions | None = None) -> Callable[[str], Any] | None:
     """A match of a whole batch of one-line CSV records whose every cell passes its column's check.
 
     Most batches are like that, and one match over their text costs about a third of splitting
@@ -105,15 +153,18 @@ def _records_regex(columns: list[Column]) -> Callable[[str], Any] | None:
     the full path, which reports or accepts it exactly. Not for one column: there a blank line
     would read as an empty cell, where the full path skips it.
     """
+    options = options or CsvOptions()
+    if options.delimiter not in REGEX_DELIMITERS or options.quote != '"' or options.escape not in (None, '"'):
+        return None
     fields = []
     for col in columns:
-        field = csv_field_regex(col)
+        field = csv_field_regex(col, options.delimiter, options.null)
         if field is None:
             return None
         fields.append(field)
     if len(fields) < 2:
         return None
-    return re.compile("(?:" + ",".join(fields) + r"\r?\n)*+", re.ASCII).fullmatch
+    return re.compile("(?:" + re.escape(options.delimiter).join(fields) + r"\r?\n)*+", re.ASCII).fullmatch
 
 
 def _queued_writer(cur: psycopg.Cursor[Any], depth: int = 4) -> Any:
@@ -158,7 +209,7 @@ def _queued_writer(cur: psycopg.Cursor[Any], depth: int = 4) -> Any:
     return BoundedQueuedWriter()
 
 
-def _csv_batches(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
+def _csv_batches(stream: IO[str], quote: str = '"') -> Iterator[tuple[int, list[str]]]:
     """(first line number, lines) of whole CSV records, about CSV_BATCH_BYTES of text each."""
     line_no = 1
     while True:
@@ -166,21 +217,21 @@ def _csv_batches(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
         if not chunk:
             return
         # an odd number of quote characters means a quoted field runs on: read to its end
-        quotes = sum(map(str.count, chunk, itertools.repeat('"')))
+        quotes = sum(map(str.count, chunk, itertools.repeat(quote)))
         while quotes % 2:
             more = stream.readline()
             if not more:
                 break  # unterminated: the parser reports it
             chunk.append(more)
-            quotes += more.count('"')
+            quotes += more.count(quote)
         yield line_no, chunk
         line_no += len(chunk)
 
 
-def _csv_header(batch: tuple[int, list[str]]) -> tuple[list[str], int]:
+def _csv_header(batch: tuple[int, list[str]], dialect: dict[str, Any]) -> tuple[list[str], int]:
     """The header's names and the line number where the data starts."""
     lines = iter(batch[1])
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, **dialect)
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as e:
@@ -190,10 +241,12 @@ def _csv_header(batch: tuple[int, list[str]]) -> tuple[list[str], int]:
     return header, 1 + reader.line_num
 
 
-def _csv_batch(chunk: list[str], first: int, width: int) -> tuple[list[list[str]], str, list[int] | None]:
+def _csv_batch(chunk: list[str], first: int, width: int,
+               dialect: dict[str, Any] | None = None) -> tuple[list[list[str]], str, list[int] | None]:
     """Rows, the text to send and, unless row i is line ``first + i``, each row's line number."""
+    dialect = dialect or {}
     try:
-        rows = list(csv.reader(chunk))
+        rows = list(csv.reader(chunk, **dialect))
     except csv.Error:
         rows = []
     if rows and len(rows) == len(chunk) and min(map(len, rows)) == width == max(map(len, rows)):
@@ -206,7 +259,7 @@ def _csv_batch(chunk: list[str], first: int, width: int) -> tuple[list[list[str]
             raw.append(line)
             yield line
 
-    reader = csv.reader(tap())
+    reader = csv.reader(tap(), **dialect)
     try:
         for row in reader:
             line = first - 1 + reader.line_num

@@ -6,15 +6,18 @@ encrypted columns are exported row by row instead, so the values can be decrypte
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import IO, Any
 
 from psycopg import sql
 
-from dbcli.errors import UsageError
-from dbcli.output import Output, to_json
+from dbcli.errors import InvalidInputError, UsageError
+from dbcli.output import Output, cell_text, to_json
+from dbcli.postgres.copy_out import copy_to
+from dbcli.postgres.csv_options import CsvOptions
 from dbcli.postgres.tables import Filter, TableGateway
 from dbcli.postgres.uow import UnitOfWork
 
@@ -23,83 +26,108 @@ EXPORT_FORMATS = ("csv", "jsonl", "json")
 
 def export_table(uow: UnitOfWork, name: str, sink: IO[bytes], *, fmt: str = "csv",
                  filters: Sequence[Filter] = (), columns: Sequence[str] | None = None,
-                 order_by: Sequence[str] = ()) -> int:
-    """Write the table's (matching) rows to ``sink``; returns how many."""
+                 order_by: Sequence[str] = (), options: CsvOptions | None = None) -> int:
+    """Write the table's (matching) rows to ``sink``; returns how many.
+
+    ``options``: the CSV dialect of a csv (or tsv) export (default: dbcli's CSV).
+    """
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
     gw = uow.table(name)
+    options = options or CsvOptions()
     if gw.enc is not None and set(columns or gw.table.columns) & gw.encrypted:
-        return _export_rows(gw, sink, fmt, filters, columns, order_by)
-    return _export_copy(gw, sink, fmt, filters, columns, order_by)
+        return _export_rows(gw, sink, fmt, filters, columns, order_by, options)
+    return _export_copy(gw, sink, fmt, filters, columns, order_by, options)
 
 
 _JSON_TYPES = frozenset({"json", "jsonb", "_json", "_jsonb"})
 
 
 def _export_copy(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[Filter],
-                 columns: Sequence[str] | None, order_by: Sequence[str]) -> int:
+                 columns: Sequence[str] | None, order_by: Sequence[str], options: CsvOptions) -> int:
     _, select, params = gw.select_sql(filters, columns=columns, order_by=order_by)
     if fmt == "csv":
-        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(select)
-    else:
-        # CSV framing with quote and delimiter bytes that JSON text never contains raw (row_to_json
-        # escapes control characters), so each line is the JSON object exactly as the server wrote it
-        statement = sql.SQL("COPY (SELECT row_to_json(r) FROM ({}) r) TO STDOUT "
-                            "(FORMAT csv, QUOTE {}, DELIMITER {})").format(select, sql.Literal("\x01"),
-                                                                          sql.Literal("\x02"))
-    with gw.conn.cursor() as cur:
-        # COPY takes no bound parameters: psycopg merges them client-side with its own quoting
-        with cur.copy(statement, params or None) as copy:
-            chunks: Iterable[Any] = copy
-            if fmt != "csv" and any(gw.table.columns[c].base_type in _JSON_TYPES
-                                    for c in columns or gw.table.columns if c in gw.table.columns):
-                chunks = _compacted(copy)
-            if fmt == "json":
-                _json_array(chunks, sink)
-            else:
-                for chunk in chunks:
-                    sink.write(chunk)
-        return max(cur.rowcount, 0)
+        # the server converts to the file's encoding: no Python work per row
+        statement = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, options.copy_options(encoding=True))
+        return copy_to(gw.conn, statement, sink, params or None)
+    # CSV framing with quote and delimiter bytes that JSON text never contains raw (row_to_json
+    # escapes control characters), so each line is the JSON object exactly as the server wrote it
+    statement = sql.SQL("COPY (SELECT row_to_json(r) FROM ({}) r) TO STDOUT "
+                        "(FORMAT csv, QUOTE {}, DELIMITER {})").format(select, sql.Literal("\x01"),
+                                                                      sql.Literal("\x02"))
+    write: Callable[[bytes], Any] = sink.write
+    if fmt == "json":
+        array = _JsonArray(sink)
+        write = array.write
+    if any(gw.table.columns[c].base_type in _JSON_TYPES for c in columns or gw.table.columns if c in gw.table.columns):
+        write = _compacting(write)
+    count = copy_to(gw.conn, statement, write, params or None)
+    if fmt == "json":
+        array.close()
+    return count
 
 
-def _compacted(chunks: Iterable[Any]) -> Iterator[bytes]:
-    """JSON lines re-encoded in dbcli's compact form: row_to_json embeds json and jsonb values in
-    PostgreSQL's own text form ({"k": 1, "n": [1, 2]}). Numbers keep their exact text."""
-    for chunk in chunks:
-        lines = bytes(chunk).split(b"\n")
-        yield b"\n".join(to_json(json.loads(line, parse_float=Decimal)).encode() if line else line
-                         for line in lines)
+def _compacting(write: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """JSON lines re-encoded in dbcli's compact form before ``write``: row_to_json embeds json and
+    jsonb values in PostgreSQL's own text form ({"k": 1, "n": [1, 2]}). Numbers keep their exact text."""
+    def compact(chunk: bytes) -> None:
+        write(b"\n".join(to_json(json.loads(line, parse_float=Decimal)).encode() if line else line
+                         for line in chunk.split(b"\n")))
+    return compact
 
 
-def _json_array(chunks: Any, sink: IO[bytes]) -> None:
-    """JSON lines in, one JSON array out (streaming)."""
-    sink.write(b"[")
-    pending = False  # a record ended; its separator depends on whether another follows
-    for chunk in chunks:
-        data = bytes(chunk)
-        if not data:
-            continue
-        sink.write(b",\n" if pending else b"\n")
-        pending = data.endswith(b"\n")
-        body = data[:-1] if pending else data
-        sink.write(body.replace(b"\n", b",\n"))
-    sink.write(b"\n]\n" if pending else b"]\n")
-
-
-def _export_rows(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[Filter],
-                 columns: Sequence[str] | None, order_by: Sequence[str]) -> int:
-    names, rows = gw.find(filters, columns=columns, order_by=order_by)
-    return Output(fmt=fmt, stdout=_Utf8Writer(sink)).rows(rows, names)  # type: ignore[arg-type]
-
-
-class _Utf8Writer:
-    """The text-stream face :class:`Output` writes to, over a byte sink."""
+class _JsonArray:
+    """JSON lines in (whole lines per write), one JSON array out, streaming."""
 
     def __init__(self, sink: IO[bytes]) -> None:
         self.sink = sink
+        self.first = True
+        sink.write(b"[")
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.sink.write(b"\n" if self.first else b",\n")
+        self.first = False
+        self.sink.write(data[:-1].replace(b"\n", b",\n"))  # every chunk ends with its line's \n
+
+    def close(self) -> None:
+        self.sink.write(b"]\n" if self.first else b"\n]\n")
+
+
+def _export_rows(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[Filter],
+                 columns: Sequence[str] | None, order_by: Sequence[str], options: CsvOptions) -> int:
+    names, rows = gw.find(filters, columns=columns, order_by=order_by)
+    if fmt == "csv" and options != CsvOptions():
+        return _csv_rows(rows, names, sink, options)
+    return Output(fmt=fmt, stdout=_Utf8Writer(sink)).rows(rows, names)  # type: ignore[arg-type]
+
+
+def _csv_rows(rows: Iterable[dict[str, Any]], names: list[str], sink: IO[bytes], options: CsvOptions) -> int:
+    """Decrypted rows in the given dialect, NULL written as its --null text, as COPY would write them."""
+    n = 0
+    try:
+        writer = csv.writer(_Utf8Writer(sink, options.encoding), lineterminator="\n", **options.reader_kwargs())
+        if options.header:
+            writer.writerow(names)
+        for row in rows:
+            writer.writerow([options.null if row[c] is None else cell_text(row[c]) for c in names])
+            n += 1
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(f"row {n + 1}: {e.object[e.start:e.end]!r} cannot be written in {options.encoding}") \
+            from None
+    return n
+
+
+class _Utf8Writer:
+    """The text-stream face :class:`Output` writes to, over a byte sink (UTF-8 unless told)."""
+
+    def __init__(self, sink: IO[bytes], encoding: str = "utf-8") -> None:
+        self.sink = sink
+        self.encoding = encoding
 
     def write(self, text: str) -> int:
-        self.sink.write(text.encode("utf-8"))
+        self.sink.write(text.encode(self.encoding))
         return len(text)
 
     def flush(self) -> None:

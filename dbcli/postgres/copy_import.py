@@ -13,26 +13,27 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
 import psycopg
 
 from dbcli import readers
-from dbcli.errors import InvalidInputError
+from dbcli.errors import InvalidInputError, UsageError
 from dbcli.postgres.converters import RowConverter
 from dbcli.postgres.copy_csv import import_csv
 from dbcli.postgres.copy_load import ImportResult, Load, placed_error
+from dbcli.postgres.csv_options import CsvOptions
 from dbcli.postgres.errors import translate
 from dbcli.postgres.tables import TableGateway
 from dbcli.postgres.uow import UnitOfWork
 
 
 @contextmanager
-def open_source(source: str, fmt: str | None = None) -> Iterator[tuple[str, IO[str]]]:
+def open_source(source: str, fmt: str | None = None, encoding: str = "utf-8") -> Iterator[tuple[str, IO[str]]]:
     """(kind, text stream) of a path or ``-``; kind is json, jsonl or csv."""
-    raw = readers.open_input(source)
+    raw = readers.open_input(source, encoding)
     try:
         kind = readers.guess_format(source, raw, fmt)
         stream = raw
@@ -52,15 +53,30 @@ def read_records(source: str, fmt: str | None = None) -> Iterator[tuple[str, Ite
 
 
 def import_file(uow: UnitOfWork, name: str, source: str, *, fmt: str | None = None, upsert: bool = False,
-                conflict_key: str | None = None, progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Load ``source`` (a path or ``-``) into table ``name``; all rows or none (the caller commits)."""
+                conflict_key: str | None = None, progress: Callable[[int], None] | None = None,
+                options: CsvOptions | None = None, columns: Sequence[str] | None = None,
+                skip_bad: int | None = None) -> ImportResult:
+    """Load ``source`` (a path or ``-``) into table ``name``; all rows or none (the caller commits).
+
+    ``fmt`` may be tsv (CSV with tabs). ``options``, ``columns`` and ``skip_bad`` apply to CSV input
+    (:func:`dbcli.postgres.copy_csv.import_csv`); given for JSON input they are a usage error.
+    """
     gw = uow.table(name)
     if gw.table.relkind not in ("r", "p"):
         raise InvalidInputError(f"{gw.table.display} is a {gw.table.kind}: import needs a table")
-    with open_source(source, fmt) as (kind, stream):
+    options = options or CsvOptions(delimiter="\t" if fmt == "tsv" else ",")
+    with open_source(source, "csv" if fmt == "tsv" else fmt, options.encoding) as (kind, stream):
+        if kind != "csv" and (options != CsvOptions() or columns or skip_bad is not None):
+            raise UsageError(f"the CSV options apply to csv and tsv input only; this input is {kind}")
         if kind == "csv" and not gw.encrypted:
-            return import_csv(gw, stream, upsert=upsert, conflict_key=conflict_key, progress=progress)
-        return import_records(gw, readers.iter_records(stream, kind), kind=kind, upsert=upsert,
+            return import_csv(gw, stream, upsert=upsert, conflict_key=conflict_key, progress=progress,
+                              options=options, columns=columns, skip_bad=skip_bad)
+        if skip_bad is not None:
+            raise InvalidInputError(f"--skip-bad is not available for {gw.table.display}: it has encrypted columns")
+        names = tuple(columns or []) or (None if options.header else
+                                         tuple(c.name for c in gw.table.columns.values() if not c.generated))
+        reading = readers.CsvReading(options.reader_kwargs(), options.header, names, options.null)
+        return import_records(gw, readers.iter_records(stream, kind, reading=reading), kind=kind, upsert=upsert,
                               conflict_key=conflict_key, progress=progress)
 
 

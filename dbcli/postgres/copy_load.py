@@ -15,6 +15,7 @@ from psycopg import sql
 
 from dbcli.errors import DbcliError, InvalidInputError
 from dbcli.postgres.catalog import Column, Table, unique_keys, unknown_message
+from dbcli.postgres.csv_rejects import Rejected
 from dbcli.postgres.errors import translate
 from dbcli.postgres.tables import TableGateway, bump_sequences
 
@@ -37,10 +38,14 @@ class ImportResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: Rejected | None = None  # with --skip-bad: the lines set aside
 
     def as_row(self) -> dict[str, Any]:
-        return {"table": self.table, "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
-                "unchanged": self.unchanged}
+        row = {"table": self.table, "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
+               "unchanged": self.unchanged}
+        if self.rejected is not None:
+            row["rejected"] = len(self.rejected)
+        return row
 
 
 class Load:

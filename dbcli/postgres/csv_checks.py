@@ -57,9 +57,11 @@ def _numeric_cell(col: Column) -> tuple[str, int] | None:
 # a CSV field on one line, as csv.reader and COPY both read it: quoted with its quotes doubled, or
 # unquoted (written as an unrolled loop: a branch per character is three times slower in re)
 _CSV_FIELD = r'(?:"[^"\r\n]*(?:""[^"\r\n]*)*"|[^,"\r\n]*)'
+# delimiters the one-match check is written for: none can be part of a number or a boolean
+REGEX_DELIMITERS = ",;|\t"
 
 
-def csv_field_regex(col: Column) -> str | None:
+def csv_field_regex(col: Column, delimiter: str = ",", null: str = "") -> str | None:
     """A regular expression for a column's field as written in a CSV file (one line, before any
     unquoting) that matches only cells :func:`csv_column_check` accepts and COPY reads the same
     way; None for the types checked cell by cell.
@@ -67,6 +69,8 @@ def csv_field_regex(col: Column) -> str | None:
     It lets a whole batch of records be checked in one match over its text, without splitting it
     into cells: numbers and booleans must be unquoted there (a quoted one is left to the full
     check, which reads "" as the empty string and an unquoted empty cell as NULL, as COPY does).
+    ``null``: COPY's NULL text; when it is not the empty string, an empty cell is no NULL (a
+    number column refuses it) and the NULL text is one.
     """
     empty_ok = not col.not_null or col.is_string
     number = _numeric_cell(col)
@@ -77,12 +81,17 @@ def csv_field_regex(col: Column) -> str | None:
         cell = "|".join([f"[{single}]", *sorted((v for v in _BOOL_TEXT if len(v) > 1), key=str.lower)])
     elif col.is_string:
         limit = col.text_limit
+        not_delim = re.escape(delimiter)
         if limit is None:
-            return _CSV_FIELD
-        return rf'(?:[^,"\r\n]{{0,{limit}}}|"[^"\r\n]{{0,{limit}}}")'
+            return _CSV_FIELD.replace(",", not_delim)
+        return rf'(?:[^{not_delim}"\r\n]{{0,{limit}}}|"[^"\r\n]{{0,{limit}}}")'
     else:
         return None
-    return f"(?:{cell})?" if empty_ok else f"(?:{cell})"
+    if delimiter == "\t":
+        cell = cell.replace(r"[ \t]", "[ ]")  # a tab around a number would be a delimiter here
+    if not empty_ok:
+        return f"(?:{cell})"
+    return f"(?:{cell}|{re.escape(null)})" if null else f"(?:{cell})?"
 
 
 def csv_column_check(col: Column) -> ColumnCheck | None:

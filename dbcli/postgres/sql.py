@@ -19,9 +19,9 @@ This module imports psycopg: the CLI loads it only for ``dbcli sql``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import errors as pg
@@ -31,6 +31,7 @@ from dbcli.cache import store as cache
 from dbcli.config.model import Config
 from dbcli.errors import ConflictError, InvalidInputError, UsageError
 from dbcli.postgres import connection as postgres
+from dbcli.postgres import sql_csv
 from dbcli.postgres.errors import matches, translate
 
 # one token of SQL text: comments, literals and quoted names are skipped whole, so a ';' or a
@@ -66,6 +67,7 @@ class SqlResult:
     status: str = ""
     rowcount: int = -1
     written: list[str] = field(default_factory=list)
+    streamed: bool = False  # the rows went to the csv sink already (through COPY)
 
 
 def split(text: str) -> list[str]:
@@ -116,11 +118,13 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False,
-        timeout: float | None = None) -> SqlResult:
+        timeout: float | None = None, csv_sink: IO[bytes] | Callable[[bytes], Any] | None = None) -> SqlResult:
     """Run every statement of ``text`` in one transaction; the last one's result.
 
     Read-only runs are rolled back; with ``write`` the transaction commits and the tables it
-    touched have their cache versions bumped.
+    touched have their cache versions bumped. ``csv_sink``: where a read-only query's result goes
+    as CSV, through COPY where the output is the same (:mod:`dbcli.postgres.sql_csv`; the result
+    then says ``streamed`` and holds no rows).
     """
     statements = split(text)
     if not statements:
@@ -138,8 +142,14 @@ def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, writ
                         (f"{int(timeout * 1000)}ms" if timeout else _current_timeout(cfg),))
             for statement in statements[:-1]:
                 _execute(conn, cur, statement, params)
-            _execute(conn, cur, statements[-1], params)
-            result = _result(cur)
+            streamed = None
+            if csv_sink is not None and not write and sql_csv.streams(statements[-1]):
+                streamed = sql_csv.stream_csv(conn, statements[-1], params, csv_sink)
+            if streamed is not None:
+                result = SqlResult(streamed[0], status=f"COPY {streamed[1]}", rowcount=streamed[1], streamed=True)
+            else:
+                _execute(conn, cur, statements[-1], params)
+                result = _result(cur)
             if write:
                 result.written = touched(cur)
                 conn.commit()

@@ -35,18 +35,25 @@ def numeric(value: Any, column: str) -> float | None:
     raise InvalidInputError(f"--chart column {column!r} is not numeric (it holds {type(value).__name__} values)")
 
 
-def bars(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
-         label_col: str | None = None, *, width: int = 80) -> tuple[list[Bar], int]:
-    """The bars to draw and how many rows were left out (past :data:`MAX_BARS`)."""
+def label_column(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
+                 label_col: str | None = None) -> str:
+    """The column labelling the bars: ``label_col`` when given, else the first text column."""
     if value_col not in columns:
         raise InvalidInputError(f"--chart: no column {value_col!r} (columns: {', '.join(columns)})")
     if label_col is None:
         # a name reads better than an id: prefer the first text column
         others = [c for c in columns if c != value_col]
         texty = [c for c in others if any(isinstance(r.get(c), str) for r in rows[:20])]
-        label_col = (texty or others or [value_col])[0]
-    elif label_col not in columns:
+        return (texty or others or [value_col])[0]
+    if label_col not in columns:
         raise InvalidInputError(f"--chart-label: no column {label_col!r} (columns: {', '.join(columns)})")
+    return label_col
+
+
+def bars(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], value_col: str,
+         label_col: str | None = None, *, width: int = 80) -> tuple[list[Bar], int]:
+    """The bars to draw and how many rows were left out (past :data:`MAX_BARS`)."""
+    label_col = label_column(rows, columns, value_col, label_col)
     values = [numeric(r.get(value_col), value_col) for r in rows]
     shown = list(zip(rows, values, strict=True))[:MAX_BARS]
     labels = [_clip(cell_text(r.get(label_col)) if r.get(label_col) is not None else "null", 30) for r, _ in shown]

@@ -59,11 +59,22 @@ def _walk(node: Mapping[str, Any], depth: int = 0) -> Iterator[tuple[Mapping[str
     yield node, depth
     for child in node.get("Plans") or []:
         yield from _walk(child, depth + 1)
+    # a Citus coordinator's plan: each task (the node it runs on) with the plan it ran there
+    job = (node.get("Distributed Query") or {}).get("Job") or {}
+    for task in job.get("Tasks") or []:
+        where = dict(p.split("=", 1) for p in str(task.get("Node", "")).split() if "=" in p)
+        yield {"Node Type": f"Task on {where.get('host', '?')}:{where.get('port', '?')}"}, depth + 1
+        for plans in task.get("Remote Plan") or []:
+            for remote in plans:
+                yield from _walk(remote["Plan"], depth + 2)
 
 
 def node_name(node: Mapping[str, Any]) -> str:
     """The names text EXPLAIN prints: Hash Left Join, HashAggregate, Parallel Seq Scan..."""
     kind = node.get("Node Type", "?")
+    if node.get("Custom Plan Provider"):
+        tasks = ((node.get("Distributed Query") or {}).get("Job") or {}).get("Task Count")
+        kind = f"{kind} ({node['Custom Plan Provider']})" + (f", {tasks} task(s)" if tasks is not None else "")
     if kind == "Aggregate":
         kind = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "MixedAggregate"}.get(
             node.get("Strategy", ""), "Aggregate")

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import pymongo
 from bson.decimal128 import Decimal128
-from pymongo.errors import ExecutionTimeout, PyMongoError
+from pymongo.errors import ExecutionTimeout, NetworkTimeout, PyMongoError
 
 from dbcli.config.model import Config
 from dbcli.errors import DbcliError
@@ -37,13 +38,16 @@ def query(cfg: Config, report: Report, values: Mapping[str, Any]) -> tuple[list[
     stages = pipeline(report, values)
     mc = mongo.client(cfg)
     try:
-        coll = mongo.database(cfg, mc)[report.collection]
-        docs = coll.aggregate(stages, maxTimeMS=timeout_ms(seconds))
-        rows: post.Rows = post.shape(docs, report.id_field, report.flatten)
-        for step in substitute(report.post, values):
-            rows = post.apply(step, rows)
-        rows = list(rows)
-    except ExecutionTimeout:
+        # the report's own limit, for every round trip of it: without it mongo.socket_timeout
+        # (60 s by default) would cut a report that reports.timeout (300 s) allows
+        with pymongo.timeout(seconds):
+            coll = mongo.database(cfg, mc)[report.collection]
+            docs = coll.aggregate(stages, maxTimeMS=timeout_ms(seconds))
+            rows: post.Rows = post.shape(docs, report.id_field, report.flatten)
+            for step in substitute(report.post, values):
+                rows = post.apply(step, rows)
+            rows = list(rows)
+    except (ExecutionTimeout, NetworkTimeout):  # the server's maxTimeMS, or the deadline on a socket read
         raise timeout_error(report, seconds) from None
     except PyMongoError as e:
         raise mongo_error(report, e) from None

@@ -48,6 +48,12 @@ def _catalog(cfg: Config) -> tuple[dict[str, Path], dict[str, Path]]:
     return builtin, user
 
 
+def names(cfg: Config) -> list[str]:
+    """Every report's name, from the file names alone (no report file is read)."""
+    builtin, user = _catalog(cfg)
+    return sorted([*builtin, *user])
+
+
 def load_all(cfg: Config) -> list[Report]:
     builtin, user = _catalog(cfg)
     reports = [load_file(p, builtin=True) for p in builtin.values()]

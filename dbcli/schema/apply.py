@@ -53,7 +53,7 @@ class ApplyResult:
 
 def apply(cfg: Config, target: str = "all", dry_run: bool = False, notify: Notify | None = None) -> ApplyResult:
     """Apply pending migrations and create missing collections/indexes (or only plan, with dry_run)."""
-    _check_target(target)
+    check_target(target)
     say = notify or (lambda _msg: None)
     result = ApplyResult(dry_run=dry_run)
     if target in ("postgres", "all"):
@@ -61,18 +61,18 @@ def apply(cfg: Config, target: str = "all", dry_run: bool = False, notify: Notif
             result.pending = pg_migrations.pending(cfg)
         else:
             result.applied = pg_migrations.apply_pending(cfg, say)
-    if _mongo_wanted(cfg, target):
+    if mongo_wanted(cfg, target):
         result.mongo_changes, result.validators_supported = mongo_collections.apply_collections(cfg, dry_run)
     return result
 
 
 def status(cfg: Config, target: str = "all") -> list[dict[str, Any]]:
     """Migrations (applied/pending/changed) and collections/indexes (present/missing), as rows."""
-    _check_target(target)
+    check_target(target)
     rows: list[dict[str, Any]] = []
     if target in ("postgres", "all"):
         rows.extend(pg_migrations.status_rows(cfg))
-    if _mongo_wanted(cfg, target):
+    if mongo_wanted(cfg, target):
         rows.extend(mongo_collections.status_rows(cfg))
     return rows
 
@@ -86,12 +86,12 @@ def problems(rows: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _check_target(target: str) -> None:
+def check_target(target: str) -> None:
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
 
 
-def _mongo_wanted(cfg: Config, target: str) -> bool:
+def mongo_wanted(cfg: Config, target: str) -> bool:
     if target == "mongo" and not cfg.mongo.configured:
         raise ConfigError("no MongoDB is configured", hint="set mongo.uri, or mongo.embedded: true")
     return target in ("mongo", "all") and cfg.mongo.configured

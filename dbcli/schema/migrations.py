@@ -30,7 +30,7 @@ TABLE = "dbcli_schema_migrations"
 # pg_advisory_lock key shared by every dbcli process: the bytes "dbcli-sc" as a positive bigint
 LOCK_KEY = int.from_bytes(b"dbcli-sc", "big")
 
-_CREATE_TABLE = """
+CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS dbcli_schema_migrations (
     version       text        PRIMARY KEY,
     name          text        NOT NULL,
@@ -71,14 +71,14 @@ def apply_pending(cfg: Config, say: Notify) -> list[AppliedMigration]:
     try:
         with errors_translated(cfg):
             _lock(conn, say)
-            conn.execute(_CREATE_TABLE)
+            conn.execute(CREATE_TABLE)
             applied = _applied_rows(conn)
         _check_checksums(files, applied)
         done: list[AppliedMigration] = []
         for m in files:
             if m.version in applied:
                 continue
-            one = _run_migration(cfg, conn, m, done)
+            one = run_migration(cfg, conn, m, done)
             say(f"applied {m.path.name} ({one.duration_ms} ms)")
             done.append(one)
         return done
@@ -116,7 +116,7 @@ def _check_checksums(files: list[Migration], applied: dict[str, dict[str, Any]])
                                 hint="restore the applied file and put the change in a new migration")
 
 
-def _run_migration(cfg: Config, conn: psycopg.Connection, m: Migration,
+def run_migration(cfg: Config, conn: psycopg.Connection, m: Migration,
                    earlier: list[AppliedMigration]) -> AppliedMigration:
     start = time.perf_counter()
     try:

@@ -1,4 +1,5 @@
-"""Ping and wait: is each configured server answering, which version, how fast."""
+"""Ping and wait: is each configured server answering, which version, how fast (on a Citus
+coordinator: each worker too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import DbcliError, UnreachableError
 from dbcli.mongo import connection as mongo
+from dbcli.postgres import citus, citus_local
 from dbcli.postgres import connection as postgres
 
 
@@ -39,16 +41,29 @@ def pg_target(cfg: Config) -> str:
 
 
 def ping_postgres(cfg: Config) -> Ping:
+    return ping_postgres_nodes(cfg)[0]
+
+
+def ping_postgres_nodes(cfg: Config) -> list[Ping]:
+    """The server's row; on a Citus coordinator the Citus version and one row more per worker."""
     target = pg_target(cfg)
+    if citus_local.enabled(cfg):
+        citus_local.install_dir(cfg)  # no Citus build is a setup problem (exit 3), not a server that is down
     try:
-        with postgres.connect(cfg, autocommit=True) as conn:
+        with postgres.connect(cfg, autocommit=True) as conn, postgres.errors_translated(cfg):
             start = time.perf_counter()
             conn.execute("SELECT 1").fetchone()
             rtt = (time.perf_counter() - start) * 1000
-            version = postgres.server_version(conn)
+            version = f"PostgreSQL {postgres.server_version(conn)}"
+            cluster = citus.cluster(conn, cfg.postgres.connect_timeout)
     except DbcliError as e:
-        return Ping("postgres", "unreachable", None, None, target, e.message)
-    return Ping("postgres", "ok", f"PostgreSQL {version}", round(rtt, 3), target)
+        return [Ping("postgres", "unreachable", None, None, target, e.message)]
+    if cluster is None:
+        return [Ping("postgres", "ok", version, round(rtt, 3), target)]
+    summary = f"{version}, Citus {cluster.citus_version}, {cluster.active}/{len(cluster.workers)} workers active"
+    return [Ping("postgres", "ok", summary, round(rtt, 3), target),
+            *(Ping("citus worker", "ok" if w.ok else "unreachable", None, None, w.address, w.error)
+              for w in cluster.workers)]
 
 
 def ping_mongo(cfg: Config) -> Ping:
@@ -71,11 +86,11 @@ def ping_mongo(cfg: Config) -> Ping:
 
 def ping_all(cfg: Config) -> list[Ping]:
     if not cfg.mongo.configured:
-        return [ping_postgres(cfg)]
+        return ping_postgres_nodes(cfg)
     # side by side, so two unreachable servers cost one connect_timeout, not two
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pg, mg = pool.submit(ping_postgres, cfg), pool.submit(ping_mongo, cfg)
-        return [pg.result(), mg.result()]
+        pg, mg = pool.submit(ping_postgres_nodes, cfg), pool.submit(ping_mongo, cfg)
+        return [*pg.result(), mg.result()]
 
 
 def wait(cfg: Config, timeout: float, *,

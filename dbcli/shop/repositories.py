@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from dbcli.errors import NotFoundError
 from dbcli.postgres.uow import UnitOfWork
+from dbcli.shop.colocation import lines_carry_user
 from dbcli.shop.models import Address, Category, Order, OrderItem, Payment, Product, User, UserProfile, from_row, to_row
 
 
@@ -210,19 +211,30 @@ class OrderRepository(Repository):
         order.order_id, order.order_date, order.status = stored["order_id"], stored["order_date"], stored["status"]
         for item in order.items:
             item.order_id = order.order_id
+        on_citus = lines_carry_user(self.conn)
         if order.items:
             with self.conn.cursor() as cur:
-                cur.executemany("INSERT INTO order_items (order_id, product_id, quantity, unit_price)"
-                                " VALUES (%s, %s, %s, %s)",
-                                [(i.order_id, i.product_id, i.quantity, i.unit_price) for i in order.items])
+                if on_citus:  # the distribution column: the lines go to their order's shard group
+                    cur.executemany("INSERT INTO order_items (order_id, product_id, quantity, unit_price, user_id)"
+                                    " VALUES (%s, %s, %s, %s, %s)",
+                                    [(i.order_id, i.product_id, i.quantity, i.unit_price, order.user_id)
+                                     for i in order.items])
+                else:
+                    cur.executemany("INSERT INTO order_items (order_id, product_id, quantity, unit_price)"
+                                    " VALUES (%s, %s, %s, %s)",
+                                    [(i.order_id, i.product_id, i.quantity, i.unit_price) for i in order.items])
             self.uow.touch("order_items")
         for payment in order.payments:
-            self.add_payment(order.order_id, payment)
+            self.add_payment(order.order_id, payment, user_id=order.user_id if on_citus else None)
         return order
 
-    def add_payment(self, order_id: int, payment: Payment) -> Payment:
+    def add_payment(self, order_id: int, payment: Payment, *, user_id: int | None = None) -> Payment:
+        """Store a payment of the order; ``user_id`` (the order's) where payments carry it (Citus)."""
         payment.order_id = order_id
-        stored = self._insert("payments", to_row(payment))
+        row = to_row(payment)
+        if user_id is not None:
+            row["user_id"] = user_id
+        stored = self._insert("payments", row)
         payment.payment_id, payment.created_at = stored["payment_id"], stored["created_at"]
         return payment
 

@@ -9,36 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.helpers import write_config
 
 SOCKET_TIMEOUT = 2
 SELECTION_TIMEOUT = 2
 MARGIN = 6  # a retried write waits for server selection once more; CLI start-up; a loaded machine
-
-
-@pytest.fixture
-def own_ferretdb(mongo_server: Any, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    if mongo_server.binary is None:
-        pytest.skip("needs a FerretDB binary to start a server of its own")
-    from dbcli.mongo.embedded import start_server
-
-    data_dir = tmp_path / "ferretdb"
-    data_dir.mkdir()
-    proc, port = start_server(mongo_server.binary, "ferretdb", data_dir)
-    yield proc, f"mongodb://127.0.0.1:{port}/"
-    os.kill(proc.pid, signal.SIGCONT)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def test_import_into_a_frozen_ferretdb_exits_4_within_the_limit(own_ferretdb: Any, tmp_path: Path) -> None:

@@ -141,7 +141,7 @@ def test_show_prints_the_definition() -> None:
     shown = result.json()
     assert shown["params"] == [{"name": "user_id", "type": "int", "required": True, "default": None, "min": "1",
                                 "description": "the user whose orders to list"}]
-    assert "WHERE o.user_id = %(user_id)s" in shown["sql"]
+    assert "WHERE ol.user_id = %(user_id)s" in shown["sql"]
     assert shown["sources"] == ["orders", "order_items", "products"]
     table = invoke(["report", "show", "funnel", "-f", "table"])
     assert table.exit_code == 0 and "$sort" in table.stdout

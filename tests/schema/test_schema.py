@@ -19,7 +19,7 @@ from dbcli.schema.migrations import LOCK_KEY
 from dbcli.schema.statements import error_line, split_statements
 from tests.helpers import invoke, write_config
 
-VERSIONS = ["0001", "0002", "0003", "0004"]
+VERSIONS = ["0001", "0002", "0003", "0004", "0005"]
 TABLES = {"users", "user_profiles", "addresses", "categories", "products", "product_categories", "orders",
           "order_items", "payments", "dbcli_schema_migrations"}
 TUTORIAL_QUERY = ("SELECT o.order_id, o.order_date, p.product_name, oi.quantity FROM orders o JOIN order_items oi "
@@ -55,9 +55,10 @@ def test_apply_fresh_database_then_second_run_is_noop(config_file: Path, pg_conn
     assert first.exit_code == 0, first.stderr
     assert [(r["item"], r["action"]) for r in first.json()] == [
         ("0001_users", "applied migration"), ("0002_catalog", "applied migration"),
-        ("0003_orders", "applied migration"), ("0004_views", "applied migration")]
+        ("0003_orders", "applied migration"), ("0004_views", "applied migration"),
+        ("0005_citus", "applied migration")]
     assert "applied 0001_users.sql (" in first.stderr
-    assert first.stderr.strip().endswith("applied 4 migration(s) and 0 MongoDB change(s)")
+    assert first.stderr.strip().endswith("applied 5 migration(s) and 0 MongoDB change(s)")
     assert recorded(pg_conninfo) == [(v, 1) for v in VERSIONS]
     row = query(pg_conninfo, "SELECT name, length(checksum), duration_ms >= 0, applied_by, dbcli_version "
                              "FROM dbcli_schema_migrations WHERE version = '0001'")[0]
@@ -96,7 +97,7 @@ def test_dry_run_prints_sql_and_changes_nothing(config_file: Path, pg_conninfo: 
     result = invoke(["schema", "apply", "--dry-run", "-f", "json"])
     assert result.exit_code == 0, result.stderr
     rows = result.json()
-    assert [r["item"] for r in rows] == ["0001_users", "0002_catalog", "0003_orders", "0004_views"]
+    assert [r["item"] for r in rows] == ["0001_users", "0002_catalog", "0003_orders", "0004_views", "0005_citus"]
     assert "CREATE TABLE users" in rows[0]["sql"]
     assert "nothing was changed" in result.stderr
     assert not exists(pg_conninfo, "dbcli_schema_migrations")
@@ -135,7 +136,7 @@ def test_two_concurrent_applies_record_each_migration_once(config_file: Path, pg
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
     assert all("another schema apply is running: waiting for it to finish" in err for _, err in outputs)
     applied = [r["item"] for out, _ in outputs for r in json.loads(out)]
-    assert sorted(applied) == ["0001_users", "0002_catalog", "0003_orders", "0004_views"]
+    assert sorted(applied) == ["0001_users", "0002_catalog", "0003_orders", "0004_views", "0005_citus"]
     assert recorded(pg_conninfo) == [(v, 1) for v in VERSIONS]
 
 
@@ -143,7 +144,7 @@ def test_changed_applied_file_stops_before_anything_runs(own_schema: Path, pg_co
     assert invoke(["schema", "apply", "-q"]).exit_code == 0
     catalog = own_schema / "0002_catalog.sql"
     catalog.write_text(catalog.read_text() + "\nCREATE INDEX products_stock_idx ON products (stock);\n")
-    (own_schema / "0005_more.sql").write_text("CREATE TABLE more (id int);\n")
+    (own_schema / "0006_more.sql").write_text("CREATE TABLE more (id int);\n")
 
     result = invoke(["schema", "apply"])
     assert result.exit_code == 7
@@ -156,7 +157,8 @@ def test_changed_applied_file_stops_before_anything_runs(own_schema: Path, pg_co
 
     status = invoke(["schema", "status", "-f", "json"])
     states = {r["version"]: r["state"] for r in status.json()}
-    assert states == {"0001": "applied", "0002": "changed", "0003": "applied", "0004": "applied", "0005": "pending"}
+    assert states == {"0001": "applied", "0002": "changed", "0003": "applied", "0004": "applied", "0005": "applied",
+                      "0006": "pending"}
     assert invoke(["schema", "apply", "--dry-run"]).exit_code == 7
 
 
@@ -169,13 +171,13 @@ def test_crlf_line_endings_do_not_count_as_a_change(own_schema: Path) -> None:
 
 
 def test_syntax_error_rolls_back_the_migration_exit_5_with_line(own_schema: Path, pg_conninfo: str) -> None:
-    (own_schema / "0005_bad.sql").write_text("-- a comment\nCREATE TABLE half (id int);\n\nCREAT TABLE oops (x int);\n")
+    (own_schema / "0006_bad.sql").write_text("-- a comment\nCREATE TABLE half (id int);\n\nCREAT TABLE oops (x int);\n")
     result = invoke(["schema", "apply", "-f", "json"])
     assert result.exit_code == 5
     assert result.stderr.splitlines()[-1] == (
-        'Error: migration myschema/postgres/0005_bad.sql:4 failed: syntax error at or near "CREAT" '
+        'Error: migration myschema/postgres/0006_bad.sql:4 failed: syntax error at or near "CREAT" '
         "(hint: it was rolled back completely; applied before it: 0001_users, 0002_catalog, 0003_orders, "
-        "0004_views)")
+        "0004_views, 0005_citus)")
     assert not exists(pg_conninfo, "half")
     assert [v for v, _ in recorded(pg_conninfo)] == VERSIONS
     assert invoke(["schema", "status", "--exit-code", "-q"]).exit_code == 8
@@ -183,7 +185,7 @@ def test_syntax_error_rolls_back_the_migration_exit_5_with_line(own_schema: Path
 
 def test_constraint_violation_rolls_back_exit_7_with_line(own_schema: Path, pg_conninfo: str) -> None:
     assert invoke(["schema", "apply", "-q"]).exit_code == 0
-    (own_schema / "0005_data.sql").write_text(
+    (own_schema / "0006_data.sql").write_text(
         "CREATE TABLE levels (n int CONSTRAINT levels_n_check CHECK (n > 0));\n"
         "INSERT INTO levels VALUES (1);\n"
         "-- 'quoted; text' and $x$ dollar; quoted $x$ must not confuse the split\n"
@@ -191,7 +193,7 @@ def test_constraint_violation_rolls_back_exit_7_with_line(own_schema: Path, pg_c
         "INSERT INTO levels\n  VALUES (0);\n")
     result = invoke(["schema", "apply"])
     assert result.exit_code == 7
-    assert result.stderr.startswith('Error: migration myschema/postgres/0005_data.sql:5 failed: new row for relation '
+    assert result.stderr.startswith('Error: migration myschema/postgres/0006_data.sql:5 failed: new row for relation '
                                     '"levels" violates check constraint "levels_n_check" (hint: it was rolled back '
                                     "completely)")
     assert not exists(pg_conninfo, "levels")
@@ -199,11 +201,11 @@ def test_constraint_violation_rolls_back_exit_7_with_line(own_schema: Path, pg_c
 
 
 def test_error_without_cursor_position_is_located(own_schema: Path, pg_conninfo: str) -> None:
-    (own_schema / "0005_ref.sql").write_text("CREATE TABLE a (id int PRIMARY KEY);\n\n"
+    (own_schema / "0006_ref.sql").write_text("CREATE TABLE a (id int PRIMARY KEY);\n\n"
                                              "CREATE TABLE b (\n  id int REFERENCES nosuch (id)\n);\n")
     result = invoke(["schema", "apply", "--target", "postgres"])
     assert result.exit_code == 5
-    assert 'Error: migration myschema/postgres/0005_ref.sql:3 failed: relation "nosuch" does not exist' \
+    assert 'Error: migration myschema/postgres/0006_ref.sql:3 failed: relation "nosuch" does not exist' \
         in result.stderr
     assert not exists(pg_conninfo, "a")
 
@@ -241,10 +243,10 @@ def test_target_mongo_without_mongo_exits_3(config_file: Path) -> None:
 def test_status_exit_code_8_while_pending_and_0_after_apply(config_file: Path) -> None:
     before = invoke(["schema", "status", "--exit-code", "-f", "json"])
     assert before.exit_code == 8
-    assert before.stderr == "Error: schema is not up to date: 4 pending\n"
+    assert before.stderr == "Error: schema is not up to date: 5 pending\n"
     assert [(r["version"], r["name"], r["state"]) for r in before.json()] == [
         ("0001", "users", "pending"), ("0002", "catalog", "pending"), ("0003", "orders", "pending"),
-        ("0004", "views", "pending")]
+        ("0004", "views", "pending"), ("0005", "citus", "pending")]
     assert invoke(["schema", "status", "-q"]).exit_code == 0  # without --exit-code it only reports
 
     assert invoke(["schema", "apply", "-q"]).exit_code == 0
@@ -367,7 +369,7 @@ def test_four_concurrent_applies_with_mongo_on_a_fresh_database(full_config_file
         assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outputs]
         rows = [r for out, _ in outputs for r in json.loads(out)]
         assert sorted(r["item"] for r in rows if r["target"] == "postgres") == [
-            "0001_users", "0002_catalog", "0003_orders", "0004_views"]
+            "0001_users", "0002_catalog", "0003_orders", "0004_views", "0005_citus"]
         assert recorded(pg_conninfo) == [(v, 1) for v in VERSIONS]
         status = invoke(["schema", "status", "--exit-code", "-f", "json"])
         assert status.exit_code == 0, status.stdout

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dbcli.cli import completion
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Backups for cron: create, list, verify, restore and prune.", no_args_is_help=True)
 
-DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Backup directory (default: backup.dir, "
-                   "else <data dir>/backups).", show_default=False)]
+DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Backup directory, or s3://bucket/prefix "
+                   "(default: backup.dir, else <data dir>/backups).", show_default=False)]
 TargetOpt = Annotated[str, typer.Option("--target", "-t", help="postgres, mongo, or all (the configured ones).")]
 
 
@@ -32,7 +33,17 @@ def _progress(out: Output) -> Iterator[Callable[[str], None]]:
 
 
 def _root(dir_: str | None) -> Path | None:
+    """``--dir`` as a local directory."""
+    if dir_ and "://" in dir_:
+        from dbcli.errors import UsageError
+
+        raise UsageError(f"--dir {dir_}: a local directory is needed here")
     return Path(dir_).expanduser() if dir_ else None
+
+
+def _repo(dir_: str | None) -> Path | str | None:
+    """``--dir`` as a repository: a local directory or an s3:// URL."""
+    return dir_ if dir_ and "://" in dir_ else _root(dir_)
 
 
 @app.command("create")
@@ -42,14 +53,25 @@ def create(
     dir_: DirOpt = None,
     tag: Annotated[str | None, typer.Option("--tag", help="A word added to the backup id (e.g. nightly).",
                                             show_default=False)] = None,
+    physical: Annotated[bool, typer.Option("--physical", help="PostgreSQL base backup (pg_basebackup) for "
+                        "point-in-time recovery; needs replication rights (docs/pitr.md).")] = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help="With --physical: only what changed "
+                           "since the newest physical backup (PostgreSQL 17+, summarize_wal).")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="PostgreSQL: dump with N parallel jobs (pg_dump "
+                    "directory format); local directory, no encryption (else exit 2).")] = 1,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Back up PostgreSQL (pg_dump) and MongoDB (mongodump layout) into one checked directory.
 
+    With --physical: a base backup of the whole PostgreSQL server (tar, checksummed manifest checked
+    by pg_verifybackup); exit 3 if the profile has no replication rights.
+
     Exit 75 at once if another backup run holds the directory's lock; exit 8 if a dump is empty
     or unreadable; exit 3 if pg_dump is older than the server; exit 73 if the directory cannot be
     written (read-only, permission denied), 74 if writing fails part way (no space, ulimit -f).
+    With --dir s3://bucket/prefix (or backup.dir) the dumps stream into object storage: exit 3 for
+    refused credentials, 4 for an endpoint that does not answer, 73 for a refused upload.
 
     Example:
         dbcli -q backup create --tag nightly || mail -s "backup failed" ops@example.com
@@ -58,8 +80,20 @@ def create(
 
     st = state(ctx)
     out = st.output(fmt, quiet)
+    if physical or incremental:
+        from dbcli.backup.physical import base
+
+        if target not in ("all", "postgres"):
+            from dbcli.errors import UsageError
+
+            raise UsageError("--physical backs up PostgreSQL only")
+        with _progress(out) as progress:
+            result = base.create(st.config, root=_root(dir_), tag=tag, incremental=incremental, progress=progress)
+        out.record(result, title="physical backup")
+        return
     with _progress(out) as progress:
-        result = backup_create.create(st.config, target=target, root=_root(dir_), tag=tag, progress=progress)
+        result = backup_create.create(st.config, target=target, root=_repo(dir_), tag=tag, progress=progress,
+                                      jobs=jobs)
     out.record(result, title="backup")
 
 
@@ -71,17 +105,18 @@ def list_(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet:
         dbcli backup list --format json
     """
     from dbcli.backup import listing
-    from dbcli.backup import store as backup_store
+    from dbcli.backup.repo_open import open_repository
 
     st = state(ctx)
-    root = _root(dir_) or backup_store.root_dir(st.config)
-    st.output(fmt, quiet).rows(listing.list_rows(root), listing.LIST_COLUMNS, title=f"backups in {root}")
+    repo = open_repository(st.config, _repo(dir_))
+    st.output(fmt, quiet).rows(listing.list_rows(repo), listing.LIST_COLUMNS, title=f"backups in {repo.location}")
 
 
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    backup_id: Annotated[str | None, typer.Argument(help="Backup id (see backup list).", show_default=False)] = None,
+    backup_id: Annotated[str | None, typer.Argument(help="Backup id (see backup list).", show_default=False,
+                                                    autocompletion=completion.backups)] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Verify the newest complete backup.")] = False,
     restore_test: Annotated[bool, typer.Option("--restore-test", help="Also restore into scratch databases "
                             "on the same servers, compare counts, and drop them.")] = False,
@@ -107,7 +142,7 @@ def verify(
 
         raise UsageError("give a backup id or --latest, not both")
     with _progress(out) as progress:
-        result = backup_verify.verify(st.config, root=_root(dir_), backup_id=backup_id, latest=latest,
+        result = backup_verify.verify(st.config, root=_repo(dir_), backup_id=backup_id, latest=latest,
                                restore_test=restore_test, progress=progress)
     out.rows(result.checks, ["check", "subject", "ok", "detail"], title=f"verification of {result.id}")
     result.raise_if_failed()
@@ -116,41 +151,81 @@ def verify(
 @app.command("restore")
 def restore(
     ctx: typer.Context,
-    backup_id: Annotated[str, typer.Argument(help="Backup id, or 'latest'.", show_default=False)],
+    backup_id: Annotated[str | None, typer.Argument(help="Backup id, or 'latest' (--physical: default the "
+                         "newest physical backup before the target).", show_default=False,
+                         autocompletion=completion.backups)] = None,
     target: TargetOpt = "all",
     profile: Annotated[str | None, typer.Option("--profile", help="Restore into this profile's servers "
-                       "(default: the current profile).", show_default=False)] = None,
+                       "(default: the current profile).", show_default=False,
+                       autocompletion=completion.profiles)] = None,
     drop: Annotated[bool, typer.Option("--drop", help="Replace the backed-up tables and collections in a "
                     "non-empty target.")] = False,
     no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: do not restore ownership and "
                         "privileges (objects belong to the restoring user).")] = False,
+    without_citus: Annotated[bool, typer.Option("--without-citus", help="PostgreSQL: restore a backup of a "
+                             "Citus database as ordinary tables (into plain PostgreSQL).")] = False,
+    physical: Annotated[bool, typer.Option("--physical", help="Point-in-time recovery of a physical backup "
+                        "into a new data directory (--data-dir).")] = False,
+    to_time: Annotated[str | None, typer.Option("--to-time", help="--physical: recover to this time (ISO "
+                       "8601; UTC without a zone).", show_default=False)] = None,
+    to_lsn: Annotated[str | None, typer.Option("--to-lsn", help="--physical: recover to this WAL position.",
+                      show_default=False)] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="--physical: recover to the end of the archived "
+                      "WAL.")] = False,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="--physical: the new data directory "
+                        "(absent or empty).", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="PostgreSQL: pg_restore with N parallel jobs; "
+                    "not in one transaction (a failed restore leaves a partial database).")] = 1,
     dir_: DirOpt = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Restore a backup, then compare row and document counts with its manifest.
 
+    With --physical: a base backup (combined with its incremental chain) and the archived WAL into a
+    new data directory, recovered to --to-time, --to-lsn or --latest, started once on a private
+    socket, checked and stopped; prints the profile that runs it. A non-empty --data-dir or a
+    running server there exits 3; a recovery that fails exits 8 and leaves no --data-dir.
+
     Refuses a non-empty target without --drop (exit 7); a count mismatch or a damaged backup exits
     8; a pg_restore older than the archive, or a server older than the backup's, exits 3.
+    A backup of a Citus coordinator is distributed again as it was when the target database has the
+    citus extension; into one without it, it needs --without-citus (else exit 3).
 
     Example:
         dbcli backup restore 20261129T101500Z-local-nightly --profile staging --drop
+        dbcli backup restore --physical --to-time 2026-12-07T09:55:00Z --data-dir /srv/pg-restored
     """
     from dbcli.backup import restore as backup_restore
     from dbcli.config.load import load_config
-    from dbcli.errors import CheckFailedError
+    from dbcli.errors import CheckFailedError, UsageError
 
     st = state(ctx)
     out = st.output(fmt, quiet)
+    if physical:
+        from dbcli.backup.physical import recover
+
+        if not data_dir:
+            raise UsageError("--physical needs --data-dir (a new directory for the restored server)")
+        with _progress(out) as progress:
+            result = recover.restore(st.config, data_dir=Path(data_dir), root=_root(dir_), backup_id=backup_id,
+                                     to_time=to_time, to_lsn=to_lsn, latest=latest, progress=progress)
+        out.record(result, title="physical restore")
+        return
+    if backup_id is None or to_time or to_lsn or latest or data_dir:
+        raise UsageError("give a backup id; --to-time, --to-lsn, --latest and --data-dir need --physical")
     target_cfg = load_config(st.config_path, profile) if profile else st.config
     with _progress(out) as progress:
-        rows = backup_restore.restore(st.config, target_cfg, backup_id=backup_id, root=_root(dir_), target=target,
-                              drop=drop, no_owner=no_owner, progress=progress)
+        rows = backup_restore.restore(st.config, target_cfg, backup_id=backup_id, root=_repo(dir_), target=target,
+                              drop=drop, no_owner=no_owner, without_citus=without_citus,
+                                      progress=progress, jobs=jobs)
     out.rows(rows, ["target", "name", "expected", "restored", "ok"], title=f"restored {backup_id}")
     bad = backup_restore.mismatches(rows)
     if bad:
         first = bad[0]
-        undone = "; the postgres restore was rolled back" if first.get("rolled_back") else ""
+        undone = ("; the postgres restore was rolled back" if first.get("rolled_back")
+                  else "; the postgres restore was not rolled back (--jobs)"
+                  if jobs > 1 and first["target"] == "postgres" else "")
         raise CheckFailedError(f"{len(bad)} count(s) differ after restoring: {first['target']} {first['name']} "
                                f"has {first['restored']}, the backup {first['expected']}{undone}")
 
@@ -184,7 +259,7 @@ def prune(
     from dbcli.backup import retention as backup_prune
 
     st = state(ctx)
-    decisions = backup_prune.prune(st.config, root=_root(dir_), dry_run=dry_run, overrides={
+    decisions = backup_prune.prune(st.config, root=_repo(dir_), dry_run=dry_run, overrides={
         "keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly})
     st.output(fmt, quiet).rows([d.as_row() for d in decisions], ["id", "time", "status", "action", "reasons"],
                                title="prune (dry run)" if dry_run else "prune")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli import completion
 from dbcli.cli.commands import collection_query
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="CRUD, import and export on MongoDB collections (Extended JSON).", no_args_is_help=True)
 
-CollectionArg = Annotated[str, typer.Argument(help="Collection name.", show_default=False)]
+CollectionArg = Annotated[str, typer.Argument(help="Collection name.", show_default=False,
+                                              autocompletion=completion.collections)]
 FilterOpt = Annotated[str | None, typer.Option("--filter", help="Filter document, Extended JSON "
                       "(e.g. '{\"user_id\": 42}').", show_default=False)]
 AllOpt = Annotated[bool, typer.Option("--all", help="Allow touching every document (no --filter).")]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli import completion
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ def notices(out: Output) -> Any:
 
 def aggregate(
     ctx: typer.Context,
-    collection: Annotated[str, typer.Argument(help="Collection name.", show_default=False)],
+    collection: Annotated[str, typer.Argument(help="Collection name.", show_default=False,
+                                              autocompletion=completion.collections)],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline: a JSON array of stages, "
                         "Extended JSON, or @FILE to read it from a file.", show_default=False)],
     write: Annotated[bool, typer.Option("--write", help="Allow $out and $merge (stages that write to a "
@@ -49,7 +51,8 @@ def aggregate(
 
 def distinct(
     ctx: typer.Context,
-    collection: Annotated[str, typer.Argument(help="Collection name.", show_default=False)],
+    collection: Annotated[str, typer.Argument(help="Collection name.", show_default=False,
+                                              autocompletion=completion.collections)],
     field: Annotated[str, typer.Argument(help="Field (dotted for a nested one).", show_default=False)],
     filter_: Annotated[str | None, typer.Option("--filter", help="Only documents matching this filter, "
                        "Extended JSON.", show_default=False)] = None,

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli import completion
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from dbcli.cache.store import ResultCache
-    from dbcli.config.model import Config
+    from dbcli.config.model import Config, MailConfig
     from dbcli.output import Output
     from dbcli.reports.explain import Explained
     from dbcli.reports.model import Report
@@ -23,10 +25,15 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Built-in and team reports: list, show, run (cached, charted) and explain.",
                   no_args_is_help=True)
 
-NameArg = Annotated[str, typer.Argument(help="Report name (see dbcli report list).", show_default=False)]
+NameArg = Annotated[str, typer.Argument(help="Report name (see dbcli report list).", show_default=False,
+                                        autocompletion=completion.reports)]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-P", help="A parameter as KEY=VALUE; repeat "
                      "for several. Dates take YYYY-MM-DD, today or today-7d.", show_default=False)]
 LIST_COLUMNS = ["name", "target", "params", "description"]
+RunFormatOpt = Annotated[str | None, typer.Option(
+    "--format", "-f", help="Output format: table, json, jsonl, csv or html (one self-contained page: "
+    "parameters, run time, the table and the --chart as SVG; default: table on a TTY, json otherwise; "
+    "or $DBCLI_FORMAT).", show_default=False)]
 
 
 @app.command("list")
@@ -79,23 +86,33 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the rows to FILE atomically "
                       "(format from --format, else from the extension, else json).", show_default=False)] = None,
     chart: Annotated[str | None, typer.Option("--chart", help="Also draw a horizontal bar chart of this numeric "
-                     "column (on stdout with the table format, else on stderr).", show_default=False)] = None,
+                     "column (on stdout with the table format, else on stderr; inside the page with html).",
+                     show_default=False)] = None,
     chart_label: Annotated[str | None, typer.Option("--chart-label", help="Column labelling the bars "
                            "(default: the first other column).", show_default=False)] = None,
     use_cache: Annotated[bool | None, typer.Option("--cache/--no-cache", help="Serve from / store in the result "
                          "cache (default: on when cache.ttl > 0).", show_default=False)] = None,
     ttl: Annotated[int | None, typer.Option("--ttl", help="Seconds a cached result stays valid; implies --cache "
                    "(default: cache.ttl, else 300).", show_default=False, min=1)] = None,
-    fmt: FormatOpt = None,
+    mail_to: Annotated[list[str] | None, typer.Option("--mail-to", help="Mail the report to ADDRESS (repeat for "
+                       "several): the HTML page as the body, the rows as a CSV attachment, through the mail: "
+                       "settings; the rows are then not printed (-o still writes its file).",
+                       show_default=False)] = None,
+    mail_subject: Annotated[str | None, typer.Option("--mail-subject", help="Subject of the mail (default: "
+                            "Report NAME, DATE).", show_default=False)] = None,
+    fmt: RunFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a report with typed parameters (exit 5 naming a missing or invalid one).
 
     PostgreSQL reports run in a READ ONLY transaction under reports.timeout (exit 4 when
-    exceeded, exit 7 if the SQL tries to write).
+    exceeded, exit 7 if the SQL tries to write). A mail that cannot be sent exits 4 with the
+    server's reply (3 when mail: is not configured); nobody is sent part of it.
 
     Example:
         dbcli report run user-orders --param user_id=42 --format csv -o orders.csv
+        dbcli report run daily-revenue -P from=today-7d --chart revenue -f html -o week.html
+        dbcli report run daily-revenue -P from=today-7d --chart revenue --mail-to team@example.com
     """
     from dbcli.reports import registry
     from dbcli.reports.params import parse_param_args
@@ -105,7 +122,19 @@ def run(
     report = registry.get(cfg, name)
     values = report.resolve(parse_param_args(param or []))
     file_fmt = fmt or st.fmt or (_format_from_extension(output) if output else None)
-    out = st.output(file_fmt, quiet)
+    # $DBCLI_FORMAT chooses what stdout gets, never a file's format (as for the other formats)
+    as_html = (file_fmt or (os.environ.get("DBCLI_FORMAT") if output is None else None) or "").lower() == "html"
+    out = st.output("json" if as_html else file_fmt, quiet)  # html: the page is written here, out carries messages
+    mail_cfg = None
+    if mail_to:
+        from dbcli.mail import report as mailing
+
+        # a missing mail: section, password file or a bad address: before the report runs
+        mail_cfg = mailing.check(cfg.mail, mail_to)
+    elif mail_subject is not None:
+        from dbcli.errors import UsageError
+
+        raise UsageError("--mail-subject needs --mail-to")
     cache = _cache(cfg, out, use_cache, ttl)
     if cache is None:
         result = _run(cfg, report, values)
@@ -122,12 +151,21 @@ def run(
         charts.bars(result.rows, result.columns, chart, chart_label)  # validate before writing anything
     if result.cached:
         out.info(f"from the cache (computed {max(0, int(time.time() - result.computed_at))}s ago)")
+    if mail_to and mail_cfg is not None:
+        _mail(mail_cfg, out, report, values, result, mail_to, mail_subject, chart, chart_label, output, file_fmt)
+        return
     if output is not None:
-        _write_file(output, file_fmt, result)
+        _write_file(output, file_fmt, result, report, values, chart, chart_label)
         out.info(f"wrote {len(result.rows)} rows to {output}")
+    elif as_html:
+        from dbcli.reports import html
+
+        if not out.quiet:
+            out.stdout.write(html.page(report, values, result, chart=chart, chart_label=chart_label))
+            out.stdout.flush()
     else:
         out.rows(result.rows, result.columns, extended=result.extended)
-    if chart is not None and not out.quiet:
+    if chart is not None and not out.quiet and not as_html:
         from dbcli.reports import charts
 
         charts.render(out, result.rows, result.columns, chart, chart_label,
@@ -147,17 +185,44 @@ def _run(cfg: Config, report: Report, values: Mapping[str, Any]) -> ReportResult
 
 
 def _format_from_extension(path: Path) -> str | None:
-    return {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
+    return {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".html": "html",
+            ".htm": "html"}.get(path.suffix.lower())
 
 
-def _write_file(path: Path, fmt: str | None, result: ReportResult) -> None:
+def _write_file(path: Path, fmt: str | None, result: ReportResult, report: Report, values: Mapping[str, Any],
+                chart: str | None, chart_label: str | None) -> None:
     from dbcli.fsutil import atomic_write
+
+    if (fmt or "").lower() == "html":
+        from dbcli.reports import html
+
+        page = html.page(report, values, result, chart=chart, chart_label=chart_label)
+        with atomic_write(path) as fh:
+            fh.write(page)
+        return
     from dbcli.output import Output
 
     with atomic_write(path, newline="") as fh:
         # the file gets data only: a table is drawn without colour, messages stay on stderr
         Output(fmt=fmt or "json", stdout=fh, no_color=True).rows(
             result.rows, result.columns, extended=result.extended)
+
+
+def _mail(cfg: MailConfig, out: Output, report: Report, values: Mapping[str, Any], result: ReportResult,
+          to: list[str], subject: str | None, chart: str | None, chart_label: str | None,
+          output: Path | None, fmt: str | None) -> None:
+    from dbcli.mail import report as mailing
+    from dbcli.mail import smtp
+
+    # the whole message first: nothing is written or sent when a part of it cannot be made; then
+    # the file, so that a cron job retrying a failed send rewrites the same file and mails once
+    outgoing = mailing.build(cfg, report, values, result, to=to, subject=subject, chart=chart,
+                             chart_label=chart_label)
+    if output is not None:
+        _write_file(output, fmt, result, report, values, chart, chart_label)
+        out.info(f"wrote {len(result.rows)} rows to {output}")
+    smtp.send(cfg, outgoing)
+    out.info(f"mailed {len(result.rows)} rows of {report.name} to {', '.join(outgoing.recipients)}")
 
 
 def _cache(cfg: Config, out: Output, use_cache: bool | None, ttl: int | None) -> ResultCache | None:

@@ -1,4 +1,4 @@
-"""dbcli schema apply | status"""
+"""dbcli schema apply | status | diff | new"""
 
 from __future__ import annotations
 
@@ -112,3 +112,72 @@ def status_cmd(
     problems = schema.problems(rows)
     if exit_code and problems:
         raise CheckFailedError("schema is not up to date: " + ", ".join(f"{n} {s}" for s, n in problems.items()))
+
+
+@app.command("diff")
+def diff_cmd(
+    ctx: typer.Context,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 8 when the live schema differs from the "
+                                            "schema directory (for CI gates).")] = False,
+    target: TargetOpt = Target.all,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare the live schema with what the migrations and collection specs define (drift).
+
+    PostgreSQL: the migrations are applied to a scratch database created on the same server
+    (dbcli_diff_<epoch>_<random>, dropped at the end, on errors, Ctrl-C and SIGTERM too, and a
+    killed run's by the next run; exit 3 if the role may not create databases), then tables,
+    columns, constraints, indexes, views, functions, triggers, sequences, types and extensions
+    are compared. MongoDB: the declared collections' indexes and validators. One row per
+    difference: object, kind, expected (empty: not in the schema directory), actual (empty: missing).
+
+    Example:
+        dbcli schema diff --exit-code --target postgres
+    """
+    from dbcli.errors import CheckFailedError
+    from dbcli.schema import diff as schema_diff
+    from dbcli.schema.mongo_collections import VALIDATORS_NOTE
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    result = schema_diff.diff(st.config, target=target.value)
+    for note in result.notes:
+        out.info(note)
+    if result.validators_supported is False:
+        out.info(VALIDATORS_NOTE + "; validators were not compared")
+    if result.rows or out.fmt != "table":
+        out.rows(result.rows, schema_diff.DIFF_COLUMNS, nulls=False)
+    objects = result.objects()
+    if not objects:
+        out.info("no drift: the live schema matches the schema directory")
+        return
+    shown = ", ".join(objects[:5]) + (f" and {len(objects) - 5} more" if len(objects) > 5 else "")
+    message = f"schema drift: {len(result.rows)} difference(s) in {shown}"
+    if exit_code:
+        raise CheckFailedError(message, hint="put the change in a migration (dbcli schema new NAME), or undo it")
+    out.info(message)
+
+
+@app.command("new")
+def new_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="What the migration does, as part of a file name: letters, "
+                                        "digits, _ . and -.", show_default=False)],
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the next numbered migration file into schema.dir/postgres (never replaces a file).
+
+    Example:
+        dbcli schema new add_user_nickname
+    """
+    from dbcli.schema.authoring import new_migration
+    from dbcli.schema.migrations import display_path
+
+    st = state(ctx)
+    out = st.output(fmt, quiet)
+    created = new_migration(st.config, name)
+    out.rows([{"version": created.version, "name": created.name, "path": display_path(created.path)}],
+             ["version", "name", "path"])
+    out.info(f"write the change into {display_path(created.path)}, then: dbcli schema apply")

@@ -36,6 +36,7 @@ def sql(
         dbcli sql "select * from products where price >= %(min)s" --param min=10
         dbcli sql --write "update products set stock = 0 where product_id = 3"
     """
+    from dbcli.cli.commands.table_files import stdout_bytes
     from dbcli.errors import UsageError
     from dbcli.postgres import sql as runner
     from dbcli.readers import open_input
@@ -52,8 +53,12 @@ def sql(
     params = runner.parse_params(param or [])
     st = state(ctx)
     out = st.output(fmt, quiet)
-    result = runner.run(st.config, text, params, write=write, timeout=timeout)
-    if result.columns is not None:
+    # CSV of a read-only query streams through COPY (flat memory, no Python work per row)
+    sink = stdout_bytes(out) if out.fmt == "csv" and not write else None
+    result = runner.run(st.config, text, params, write=write, timeout=timeout, csv_sink=sink)
+    if result.streamed:
+        out.stdout.flush()
+    elif result.columns is not None:
         out.rows(result.rows, result.columns)
     else:
         out.record({"status": result.status, "rows": max(result.rowcount, 0)})

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli import completion
+from dbcli.cli.commands import table_files as files
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="CRUD, import and export on any PostgreSQL table.", no_args_is_help=True)
 
-TableArg = Annotated[str, typer.Argument(help="Table name (or schema.table).", show_default=False)]
+TableArg = Annotated[str, typer.Argument(help="Table name (or schema.table).", show_default=False,
+                                         autocompletion=completion.tables)]
 WhereOpt = Annotated[list[str] | None, typer.Option(
     "--where", "-w", help="Condition COL=V, COL!=V, COL<V, <=, >, >=, COL~PATTERN (ILIKE), 'COL is null', "
     "'COL is not null'. Repeat to AND them.", show_default=False)]
@@ -283,46 +286,55 @@ def import_(
     ctx: typer.Context,
     table: TableArg,
     source: Annotated[str, typer.Argument(help="CSV, JSON array or JSONL file; '-' for stdin.", show_default=False)],
-    input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv (default: from "
-                            "the file suffix or the content).", show_default=False)] = None,
+    input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl, csv or tsv (default: "
+                            "from the file suffix or the content).", show_default=False)] = None,
     upsert: Annotated[bool, typer.Option("--upsert", help="Update rows whose key exists (ON CONFLICT) instead "
                       "of failing.")] = False,
     conflict_key: Annotated[str | None, typer.Option("--conflict-key", help="With --upsert: a unique constraint "
                             "or index name, or its columns (default: the primary key).",
                             show_default=False)] = None,
+    delimiter: files.DelimiterOpt = None,
+    quote: files.QuoteOpt = None,
+    escape: files.EscapeOpt = None,
+    null: files.NullOpt = None,
+    no_header: files.NoHeaderOpt = False,
+    columns: Annotated[str | None, typer.Option("--columns", help="The file's columns in order, comma-separated "
+                       "(its header line, if any, is skipped; default: the header, or with --no-header the "
+                       "table's columns).", show_default=False)] = None,
+    encoding: files.EncodingOpt = None,
+    skip_bad: Annotated[int | None, typer.Option("--skip-bad", min=0, help="Load the good lines and set aside up "
+                        "to N bad ones (unreadable, wrong field count, a value its column refuses) in the "
+                        "reject file; more fail the import.", show_default=False)] = None,
+    reject_file: Annotated[str | None, typer.Option("--reject-file", help="With --skip-bad: where the bad lines "
+                           "go, verbatim after the header (default: SOURCE.rejects).", show_default=False)] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Bulk-load rows through COPY in one transaction: all rows or none, counts printed.
 
-    A bad value exits 5 naming its line and column, and nothing is stored.
+    A bad value exits 5 naming its line and column, and nothing is stored. The CSV options are
+    COPY's (--null NA, --delimiter ';', --no-header --columns a,b,c, --encoding latin1, ...);
+    with --skip-bad N the good lines load and the bad ones go to the reject file.
 
     Example:
         dbcli table import products products.csv --upsert --conflict-key products_sku_key
+        dbcli table import flights flights.csv --null NA
     """
     from dbcli.postgres.copy_import import import_file
 
     out = state(ctx).output(fmt, quiet)
-    with _unit(ctx, out) as uow, _progress(out, table) as progress:
-        result = import_file(uow, table, source, fmt=input_format, upsert=upsert, conflict_key=conflict_key,
-                             progress=progress)
+    kind = files.input_format(source, input_format)
+    options = files.dialect(kind or "csv", delimiter=delimiter, quote=quote, escape=escape, null=null,
+                            no_header=no_header, encoding=encoding)
+    rejects = files.reject_path(kind, source, table, columns, skip_bad, reject_file)
+    with _unit(ctx, out) as uow, files.progress(out, table) as progress:
+        result = import_file(uow, table, source, fmt=kind, upsert=upsert, conflict_key=conflict_key,
+                             progress=progress, options=options, columns=_columns(columns), skip_bad=skip_bad)
+    files.write_rejects(out, result, rejects, options.encoding)
     out.record(result.as_row())
     extra = f", {result.updated} updated, {result.unchanged} unchanged" if upsert else ""
-    out.info(f"imported {result.rows} row(s) into {result.table}: {result.inserted} inserted{extra}")
-
-
-@contextmanager
-def _progress(out: Output, table: str) -> Iterator[Any]:
-    """A row counter on stderr when it is a terminal; nothing otherwise."""
-    if out.quiet or not out.stderr_tty:
-        yield None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(SpinnerColumn(), TextColumn("importing into {task.fields[table]}: {task.completed:,} rows"),
-                  TimeElapsedColumn(), console=out.err_console(), transient=True) as bar:
-        task = bar.add_task("import", total=None, table=table)
-        yield lambda n: bar.update(task, completed=n)
+    out.info(f"imported {result.rows} row(s) into {result.table}: {result.inserted} inserted{extra}"
+             + files.rejected_note(result, rejects))
 
 
 @app.command("export")
@@ -332,16 +344,26 @@ def export(
     where: WhereOpt = None,
     columns: ColumnsOpt = None,
     order_by: OrderOpt = None,
-    file_format: Annotated[str | None, typer.Option("--format", "-f", help="csv, jsonl or json (default: from "
-                           "the -o suffix, else csv).", show_default=False)] = None,
+    file_format: Annotated[str | None, typer.Option("--format", "-f", help="csv, tsv, jsonl or json (default: "
+                           "from the -o suffix, else csv).", show_default=False)] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file atomically "
                       "(default: stdout).", show_default=False)] = None,
+    delimiter: files.DelimiterOpt = None,
+    quote: files.QuoteOpt = None,
+    escape: files.EscapeOpt = None,
+    null: files.NullOpt = None,
+    no_header: files.NoHeaderOpt = False,
+    encoding: files.EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Stream rows out through COPY (memory stays flat for any table size).
 
+    CSV goes from the server to the file untouched; the CSV options are COPY's (--null,
+    --delimiter, --no-header, --encoding, ...).
+
     Example:
         dbcli table export orders --where status=paid --format jsonl -o paid.jsonl
+        dbcli table export products --format tsv --null NULL -o products.tsv
     """
     from pathlib import Path
 
@@ -350,40 +372,25 @@ def export(
     from dbcli.postgres.copy_export import EXPORT_FORMATS, export_table
 
     out = state(ctx).output(None, quiet)
+    known = (*EXPORT_FORMATS, "tsv")
     fmt = (file_format or "").lower() or None
     if fmt is None and output:
         suffix = Path(output).suffix.lower().lstrip(".")
-        fmt = {"ndjson": "jsonl"}.get(suffix, suffix) if suffix in (*EXPORT_FORMATS, "ndjson") else None
+        fmt = {"ndjson": "jsonl"}.get(suffix, suffix) if suffix in (*known, "ndjson") else None
     fmt = fmt or "csv"
-    if fmt not in EXPORT_FORMATS:
-        raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
+    if fmt not in known:
+        raise UsageError(f"unknown export format {fmt!r} (choose from {', '.join(known)})")
+    options = files.dialect(fmt, delimiter=delimiter, quote=quote, escape=escape, null=null,
+                            no_header=no_header, encoding=encoding)
+    fmt = "csv" if fmt == "tsv" else fmt
     with _unit(ctx, out) as uow:
         if output:
             with atomic_write(output, "wb") as sink:
                 count = export_table(uow, table, sink, fmt=fmt, filters=_filters(where), columns=_columns(columns),
-                                     order_by=order_by or [])
+                                     order_by=order_by or [], options=options)
         else:
-            sink = _stdout_bytes(out)
+            sink = files.stdout_bytes(out)
             count = export_table(uow, table, sink, fmt=fmt, filters=_filters(where), columns=_columns(columns),
-                                 order_by=order_by or [])
+                                 order_by=order_by or [], options=options)
             sink.flush()
     out.info(f"exported {count} row(s) of {table}" + (f" to {output}" if output else ""))
-
-
-def _stdout_bytes(out: Output) -> IO[bytes]:
-    """stdout as a byte stream (a text-only stream, as in tests, gets decoded writes)."""
-    stream = out.stdout
-    stream.flush()
-    buffer = getattr(stream, "buffer", None)
-    return buffer if buffer is not None else _TextSink(stream)  # type: ignore[return-value]
-
-
-class _TextSink:
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def write(self, data: bytes | memoryview) -> int:
-        return self.stream.write(bytes(data).decode("utf-8"))
-
-    def flush(self) -> None:
-        self.stream.flush()

@@ -6,10 +6,11 @@ from collections import defaultdict
 from typing import Any
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from dbcli.errors import ConflictError
+from dbcli.mongo import bulk
 from dbcli.shop.activity.model import BUCKETS, summary, write_error
 from dbcli.shop.activity.session import Session
 
@@ -23,9 +24,9 @@ class BucketWriter:
     can never overflow even when the remembered state is stale (another writer appended); a write
     the guard stops is detected (matched count) and planned again from a fresh read.
 
-    On FerretDB the guard is left out: it only narrows by ``_id`` in SQL, so any other condition
-    makes it decode every bucket of the collection for every write (measured 3.5x slower). There,
-    concurrent ingests into the same user and hour are not supported (the README, "Activity").
+    On FerretDB 1.x neither is used: every update statement reads the whole collection there, so
+    the writer rewrites the buckets a batch touches whole, under its writer lock (``plan`` and
+    ``rewrite``); ``add`` without the guard remains for a caller that sets ``guard_buckets`` off.
     """
 
     def __init__(self, session: Session) -> None:
@@ -49,6 +50,44 @@ class BucketWriter:
             for pair in pending:  # stale state: read again
                 self._open.pop(pair, None)
         raise ConflictError("activity buckets keep changing under this writer; run it again")
+
+    def plan(self, docs: list[dict[str, Any]], stored: set[Any] | None = None) -> list[dict[str, Any]]:
+        """FerretDB 1.x (see ``rewrite``): the buckets ``docs`` change, as whole new versions.
+
+        The newest bucket of each (user, hour) is read whole (one query), the summaries appended
+        while it has room (same ``_id``, added to ``stored``), then new buckets with fresh ``_id``s
+        take the rest. Nothing is remembered between batches: another writer may have written.
+        """
+        pending: dict[Pair, list[dict[str, Any]]] = defaultdict(list)
+        for d in sorted(docs, key=lambda d: (d["timestamp"], d["event_id"])):
+            pending[(d["user_id"], d["hour"])].append(summary(d))
+        if not pending:
+            return []
+        newest: dict[Pair, dict[str, Any]] = {}
+        query = {"user_id": {"$in": sorted({u for u, _ in pending})}, "hour": {"$in": sorted({h for _, h in pending})}}
+        for b in self.coll.find(query):
+            pair = (b["user_id"], b["hour"])
+            if pair in pending and (pair not in newest or b["seq"] > newest[pair]["seq"]):
+                newest[pair] = b
+        out: list[dict[str, Any]] = []
+        for pair, items in pending.items():
+            last = newest.get(pair)
+            seq = -1
+            if last is not None:
+                seq = last["seq"]
+                room = self.cap - len(last.get("events") or [])
+                if room > 0:
+                    chunk, items = items[:room], items[room:]
+                    events = [*(last.get("events") or []), *chunk]
+                    out.append({**last, "count": len(events), "events": events})
+                    if stored is not None:
+                        stored.add(last["_id"])
+            for i in range(0, len(items), self.cap):
+                seq += 1
+                chunk = items[i:i + self.cap]
+                out.append({"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(chunk),
+                            "events": chunk})
+        return out
 
     def load(self, pairs: list[Pair]) -> None:
         """Read the newest bucket of each pair (None when it has none yet)."""
@@ -95,7 +134,7 @@ class BucketWriter:
                 again[pair].extend(chunk)
         if inserts:
             try:
-                self.coll.insert_many([d for d, _, _ in inserts], ordered=False)
+                bulk.bulk_write(self.coll, [InsertOne(d) for d, _, _ in inserts], self.s.update_chunk)
             except BulkWriteError as e:
                 errors = e.details.get("writeErrors") or []
                 if any(w.get("code") != 11000 for w in errors):

@@ -20,7 +20,9 @@ from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 
 from dbcli.config.model import Config
+from dbcli.errors import DbcliError
 from dbcli.mongo import connection as mongo
+from dbcli.shop.activity import rewrite
 from dbcli.shop.activity.buckets import BucketWriter
 from dbcli.shop.activity.journal import IN_FLIGHT, is_stale, journal_entry
 from dbcli.shop.activity.model import (
@@ -91,22 +93,63 @@ def repair(session: Session, users: list[int] | None) -> int:
         present: set[str] = set()
         for b in session.db[BUCKETS].find({"user_id": {"$in": chunk}}, {"events.event_id": 1}):
             present.update(e["event_id"] for e in b.get("events") or [])
-        BucketWriter(session).add([e for e in events if e["event_id"] not in present])
+        missing = [e for e in events if e["event_id"] not in present]
+        if session.rewrite:
+            stored: set[Any] = set()
+            rewrite.write(session, BUCKETS, BucketWriter(session).plan(missing, stored), stored)
+        else:
+            BucketWriter(session).add(missing)
         done += len(chunk)
     return done
 
 
 def recover(session: Session) -> int:
-    """Repair the users of batches whose writer died; returns how many users were repaired."""
+    """Finish the batches whose writer died; returns how many users were recovered."""
     with mongo.errors_translated():
-        entries = [e for e in session.db[JOURNAL].find({}) if is_stale(e)]
-        if not entries:
-            return 0
-        every = any(e.get("all") for e in entries)
-        users = None if every else sorted({u for e in entries for u in e.get("users") or [] if _is_user_id(u)})
-        repaired = repair(session, users)
-        session.db[JOURNAL].delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
-    return repaired
+        if not session.rewrite:
+            return recover_entries(session, _stale(session))
+        recovered = 0
+
+        def finish(entry: dict[str, Any]) -> None:
+            nonlocal recovered
+            recovered += recover_entries(session, [entry])
+
+        with rewrite.held(session, [], finish):
+            recovered += recover_entries(session, _stale(session))  # left by another dbcli version
+            rewrite.release(session)
+        return recovered
+
+
+def _stale(session: Session) -> list[dict[str, Any]]:
+    return [e for e in session.db[JOURNAL].find({"_id": {"$ne": rewrite.LOCK}}) if is_stale(e)]
+
+
+def recover_entries(session: Session, entries: list[dict[str, Any]]) -> int:
+    """Finish the batches of dead journal entries and remove them; returns how many users they touched.
+
+    An entry with a recorded plan (FerretDB 1.x) is finished by writing the plan again, and only
+    the users of its unrecorded parts are recomputed; any other entry's users are recomputed from
+    the events.
+    """
+    if not entries:
+        return 0
+    every = any(e.get("all") for e in entries)
+    users: set[int] = set()
+    replayed = 0
+    for e in entries:
+        plan = e.get("plan")
+        if plan is None:
+            users.update(u for u in e.get("users") or [] if _is_user_id(u))
+            continue
+        try:
+            rewrite.replay(session, plan)
+            replayed += len(e.get("users") or [])
+        except DbcliError:  # another tool wrote in between (a duplicate key): recompute instead
+            users.update(u for u in e.get("users") or [] if _is_user_id(u))
+        users.update(u for u in e.get("rest") or [] if _is_user_id(u))
+    repaired = repair(session, None if every else sorted(users)) if every or users else 0
+    session.db[JOURNAL].delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
+    return replayed + repaired
 
 
 def rebuild(cfg: Config, user_id: Any = None) -> dict[str, int]:
@@ -115,6 +158,14 @@ def rebuild(cfg: Config, user_id: Any = None) -> dict[str, int]:
     totals = {"users": 0, "events": 0, "skipped": 0, "stats_written": 0, "stats_removed": 0,
               "buckets_written": 0, "buckets_removed": 0}
     with open_session(cfg) as s, mongo.errors_translated():
+        if s.rewrite:
+            # the writer lock held throughout: a rebuild cut short is finished by the next writer
+            with rewrite.held(s, users, lambda e: recover_entries(s, [e])):
+                recover_entries(s, _stale(s))
+                _rebuild_chunks(s, users, totals)
+                rewrite.release(s)
+            note_write(cfg)
+            return totals
         recover(s)
         # a rebuild cut short is finished by the next writer's recovery (an additive repair)
         entry = journal_entry(f"rebuild-{uuid.uuid4().hex[:12]}", users)
@@ -188,6 +239,17 @@ def _write_stats(session: Session, users: list[int], wanted: dict[int, dict[str,
     """Replace each user's counters by ``wanted`` (keeping its _id); remove those of users without events."""
     coll = session.db[STATS]
     existing = {d["user_id"]: d["_id"] for d in coll.find({"user_id": {"$in": users}}, {"user_id": 1})}
+    if session.rewrite:  # whole documents (see rewrite): one delete and one insert, not one update per user
+        gone = [existing[u] for u in users if u in existing and u not in wanted]
+        if gone:
+            coll.delete_many({"_id": {"$in": gone}})
+        docs = []
+        for uid in users:
+            if uid in wanted:
+                validate(session, STATS, wanted[uid], f"user_stats of user {uid}")
+                docs.append({"_id": existing.get(uid) or ObjectId(), **wanted[uid]})
+        rewrite.write(session, STATS, docs, set(existing.values()))
+        return len(docs), len(gone)
     ops: list[Any] = []
     for uid in users:
         doc = wanted.get(uid)

@@ -11,6 +11,7 @@ from dbcli.cache.store import note_write as cache_note_write
 from dbcli.config.model import Config
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConfigError, InvalidInputError
+from dbcli.mongo import bulk
 from dbcli.mongo import connection as mongo
 from dbcli.mongo import validation as mongo_schema
 from dbcli.mongo.json_schema import Problem, checker
@@ -27,18 +28,17 @@ class Session:
     checkers: dict[str, Problem]
     encryptor: Encryptor | None
     cap: int
-    # most write statements per update command: FerretDB v1.24 never answers an update command
-    # holding 100 or more (measured), so against it the writes go in groups of 50
-    update_chunk: int = 100_000
+    # most write statements per command (FerretDB 1.x hangs on 50 updates; see mongo.bulk)
+    update_chunk: int = bulk.DEFAULT_STATEMENTS
     # the bucket writes' overflow guard (count <= cap - k in the filter); see BucketWriter
     guard_buckets: bool = True
+    # FerretDB 1.x: counters and buckets rewritten whole (delete + insert) under the writer lock,
+    # from a plan recorded in the journal, instead of one update per document (see rewrite)
+    rewrite: bool = False
 
     def bulk_write(self, coll: Any, ops: list[Any]) -> int:
-        """Unordered bulk write in groups of ``update_chunk``; returns the matched count."""
-        matched = 0
-        for i in range(0, len(ops), self.update_chunk):
-            matched += coll.bulk_write(ops[i:i + self.update_chunk], ordered=False).matched_count
-        return matched
+        """Unordered bulk write in commands of ``update_chunk`` statements; returns the matched count."""
+        return int(bulk.bulk_write(coll, ops, self.update_chunk)["nMatched"])
 
     def close(self) -> None:
         self.client.close()
@@ -72,13 +72,14 @@ def open_session(cfg: Config, *, for_write: bool = True) -> Session:
                 # that must be the primary's current state, whatever mongo.read_preference says
                 db = db.with_options(read_preference=ReadPreference.PRIMARY)
                 _ensure_schema(db, specs)
-            ferret = for_write and mongo.is_ferretdb(client)
+            ferret1 = for_write and bulk.is_ferretdb1(client)
         enc = _encryptor(cfg) if for_write else None
     except BaseException:
         client.close()
         raise
     return Session(cfg, client, db, {name: checker(spec) for name, spec in specs.items()}, enc, cap,
-                   update_chunk=50 if ferret else 100_000, guard_buckets=not ferret)
+                   update_chunk=bulk.FERRETDB1_STATEMENTS if ferret1 else bulk.DEFAULT_STATEMENTS,
+                   guard_buckets=not ferret1, rewrite=ferret1)
 
 
 def _check_specs(specs: dict[str, CollectionSpec]) -> None:

@@ -2,32 +2,38 @@
 
 Per batch: (1) a journal entry names the batch's users, (2) ``insert_many`` of the events, the
 unique ``event_id`` index rejecting those already stored, (3) the inserted events' summaries are
-appended to their buckets, (4) their users' counters get ``$inc``/``$min``/``$max``, (5) the journal
-entry is removed. Duplicates are never counted: either the batch that inserted them finished (its
-counters are in), or it died and left its journal entry, and ``recompute.recover`` (run by every new
-writer) recomputes those users.
+appended to their buckets, (4) their users' counters get ``$inc``/``$min``/``$max`` (one statement
+per user, pre-aggregated over the batch, in unordered bulks), (5) the journal entry is removed.
+Duplicates are never counted: either the batch that inserted them finished (its counters are in),
+or it died and left its journal entry, and ``recompute.recover`` (run by every new writer) finishes
+it. On FerretDB 1.x steps 3 and 4 rewrite the documents whole from a plan recorded in the journal
+entry, under a writer lock (see ``rewrite``).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from dbcli.mongo import connection as mongo
+from dbcli.shop.activity import rewrite
 from dbcli.shop.activity.buckets import BucketWriter
+from dbcli.shop.activity.counters import added, counters_ok, fold_stats, increment, stats_doc
 from dbcli.shop.activity.journal import IN_FLIGHT, journal_entry
-from dbcli.shop.activity.model import EVENTS, JOURNAL, STATS, type_key, write_error
-from dbcli.shop.activity.recompute import recover, repair
+from dbcli.shop.activity.model import BUCKETS, EVENTS, JOURNAL, STATS, write_error
+from dbcli.shop.activity.recompute import recover, recover_entries, repair
 from dbcli.shop.activity.session import Session, validate
 
 CRASH_ENV = "DBCLI_TEST_CRASH_AFTER"  # test hook, see Writer._crash_point
+# events per insert command: FerretDB 2.7 refuses more than 25,000 (pymongo splits at 100,000)
+INSERT_CHUNK = 20_000
 
 
 # ---- the batch writer --------------------------------------------------------------------------
@@ -48,14 +54,18 @@ class Writer:
         self.batches = 0
         self.buckets = BucketWriter(session)
         self._stat_ids: dict[int, Any] = {}  # user_id -> _id of its user_stats document
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbcli-activity-read")
         self.recovered_users = recover(session)
 
     def write(self, docs: list[dict[str, Any]]) -> BatchResult:
         if not docs:
             return BatchResult()
         self.batches += 1
-        journal_id = f"{self.run_id}-{self.batches}"
         users = sorted({d["user_id"] for d in docs})
+        if self.s.rewrite:
+            with mongo.errors_translated(), rewrite.held(self.s, users, self._finish_dead):
+                return self._rewrite(docs)
+        journal_id = f"{self.run_id}-{self.batches}"
         IN_FLIGHT.add(journal_id)
         try:
             return self._write(journal_id, users, docs)
@@ -71,23 +81,77 @@ class Writer:
         with mongo.errors_translated():
             self.db[JOURNAL].insert_one(journal_entry(journal_id, users))
             self._crash_point("journal")
-            failed: set[int] = set()
-            try:
-                self.db[EVENTS].insert_many(docs, ordered=False)
-            except BulkWriteError as e:
-                errors = e.details.get("writeErrors") or []
-                other = [w for w in errors if w.get("code") != 11000]
-                if other:
-                    raise write_error(EVENTS, other[0]) from e
-                failed = {int(w["index"]) for w in errors}
-            fresh = [d for i, d in enumerate(docs) if i not in failed]
+            fresh = self._insert(docs)
             self._crash_point("events")
             self.buckets.add(fresh)
             self._crash_point("buckets")
             self._count(fresh)
             self._crash_point("stats")
             self.db[JOURNAL].delete_one({"_id": journal_id})
-        return BatchResult(inserted=len(fresh), duplicates=len(failed))
+        return BatchResult(inserted=len(fresh), duplicates=len(docs) - len(fresh))
+
+    def _insert(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``insert_many`` of the events; returns those inserted (the others were already stored)."""
+        failed: set[int] = set()
+        for start in range(0, len(docs), INSERT_CHUNK):
+            try:
+                self.db[EVENTS].insert_many(docs[start:start + INSERT_CHUNK], ordered=False)
+            except BulkWriteError as e:
+                errors = e.details.get("writeErrors") or []
+                other = [w for w in errors if w.get("code") != 11000]
+                if other:
+                    raise write_error(EVENTS, other[0]) from e
+                failed.update(start + int(w["index"]) for w in errors)
+        return [d for i, d in enumerate(docs) if i not in failed] if failed else docs
+
+    # ---- FerretDB 1.x: whole documents from a recorded plan, under the lock (see rewrite) -----
+
+    def _rewrite(self, docs: list[dict[str, Any]]) -> BatchResult:
+        self._crash_point("journal")
+        fresh = self._insert(docs)
+        self._crash_point("events")
+        if fresh:
+            # the two reads are full scans on FerretDB 1.x: run them side by side
+            stored: set[Any] = set()
+            buckets = self._reader.submit(self.buckets.plan, fresh, stored)
+            try:
+                stats, repaired = self._stats_plan(fresh, stored)
+            finally:
+                bucket_docs = buckets.result()
+            if repaired:  # rewritten whole, buckets included, by the repair: not planned again
+                bucket_docs = [b for b in bucket_docs if b["user_id"] not in repaired]
+            for part, _rest in rewrite.record(self.s, {BUCKETS: bucket_docs, STATS: stats}):
+                rewrite.write(self.s, BUCKETS, part.get(BUCKETS) or [], stored)
+                self._crash_point("buckets")
+                rewrite.write(self.s, STATS, part.get(STATS) or [], stored)
+                self._crash_point("stats")
+        rewrite.release(self.s)
+        return BatchResult(inserted=len(fresh), duplicates=len(docs) - len(fresh))
+
+    def _stats_plan(self, fresh: list[dict[str, Any]], stored: set[Any]) -> tuple[list[dict[str, Any]], set[int]]:
+        """The new version of each counter document the fresh events change, and the users repaired
+        instead (their counters were malformed: recomputed, buckets included, from the events).
+        The ``_id``s of the documents that exist are added to ``stored``."""
+        per_user = fold_stats(fresh)
+        existing = {d["user_id"]: d for d in self.db[STATS].find({"user_id": {"$in": list(per_user)}})}
+        malformed = {u for u, d in existing.items() if not counters_ok(d)}
+        if malformed:  # recomputed whole from the events, which include this batch's
+            repair(self.s, sorted(malformed))
+        out = []
+        for uid, st in per_user.items():
+            if uid in malformed:
+                continue
+            if uid in existing:
+                stored.add(existing[uid]["_id"])
+                out.append(added(existing[uid], st))
+            else:
+                doc = stats_doc(uid, st)
+                validate(self.s, STATS, doc, f"user_stats of user {uid}")
+                out.append({"_id": ObjectId(), **doc})
+        return out, malformed
+
+    def _finish_dead(self, entry: dict[str, Any]) -> None:
+        self.recovered_users += recover_entries(self.s, [entry])
 
     def _count(self, fresh: list[dict[str, Any]]) -> None:
         """$inc the counters of the users of the freshly inserted events (never of duplicates)."""
@@ -142,49 +206,3 @@ class Writer:
         # can prove the recovery. Unset in normal use: one dict lookup per batch.
         if os.environ.get(CRASH_ENV) == where:
             os._exit(137)
-
-
-# ---- counters ----------------------------------------------------------------------------------
-
-def fold_stats(docs: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per user: n, counts by type key, first, last and the newest extended reference."""
-    out: dict[int, dict[str, Any]] = {}
-    for d in docs:
-        st = out.get(d["user_id"])
-        ts = d["timestamp"]
-        if st is None:
-            st = out[d["user_id"]] = {"n": 0, "counts": defaultdict(int), "first": ts, "last": ts,
-                                      "user": d.get("user")}
-        st["n"] += 1
-        st["counts"][type_key(d["type"])] += 1
-        st["first"] = min(st["first"], ts)
-        st["last"] = max(st["last"], ts)
-        if d.get("user") is not None:
-            st["user"] = d["user"]
-    return out
-
-
-def counters_ok(doc: dict[str, Any]) -> bool:
-    """Whether a user_stats document can take ``increment`` (another tool may have set anything)."""
-    count, counts = doc.get("activity_count"), doc.get("counts")
-    return (isinstance(count, int) and not isinstance(count, bool)
-            and (counts is None or (isinstance(counts, dict)
-                                    and all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()))))
-
-
-def increment(st: dict[str, Any]) -> dict[str, Any]:
-    """The update for a user's counters: $inc, and $min/$max so out-of-order events stay right."""
-    inc = {"activity_count": st["n"], **{f"counts.{k}": v for k, v in st["counts"].items()}}
-    update: dict[str, Any] = {"$inc": inc, "$min": {"first_activity": st["first"]},
-                              "$max": {"last_activity": st["last"]}}
-    if st.get("user") is not None:
-        update["$set"] = {"user": st["user"]}
-    return update
-
-
-def stats_doc(user_id: int, st: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"user_id": user_id, "activity_count": st["n"], "counts": dict(st["counts"]),
-                           "first_activity": st["first"], "last_activity": st["last"]}
-    if st.get("user") is not None:
-        doc["user"] = st["user"]
-    return doc

@@ -30,6 +30,7 @@ from dbcli.errors import ConfigError, ConflictError, DbcliError, InvalidInputErr
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.errors import errors_translated
 from dbcli.shop.activity.model import COLLECTIONS
+from dbcli.shop.colocation import lines_carry_user
 from dbcli.shop.seed.catalog import catalog_chunks
 from dbcli.shop.seed.events import ActivityData, Progress, load_activity, mongo_target
 from dbcli.shop.seed.orders import order_chunks
@@ -84,6 +85,7 @@ def seed(cfg: Config, *, users: int = DEFAULTS["users"], products: int = DEFAULT
                 empty_tables(conn)
                 empty_collections(cfg)
             _refuse_if_not_empty_pg(conn)
+            data.lines_carry_user = lines_carry_user(conn)
             mdb, client = mongo_target(cfg, events)
             try:
                 for chunk in _prefetch(pg_chunks(data)):

@@ -35,6 +35,10 @@ def order_chunks(data: SampleData) -> Iterator[Chunk]:
     methods, method_cw = weights(PAYMENT_METHODS)
     products = range(data.n_products)
     payment_id = 0
+    # the shop on Citus: lines and payments carry their order's user_id (the distribution column)
+    owner = data.lines_carry_user
+    item_columns = (*ITEM_COLUMNS, "user_id") if owner else ITEM_COLUMNS
+    payment_columns = (*PAYMENT_COLUMNS, "user_id") if owner else PAYMENT_COLUMNS
     for start in range(1, data.n_orders + 1, CHUNK):
         end = min(start + CHUNK, data.n_orders + 1)
         buyers = rng.choices(range(data.n_users), cum_weights=user_cw, k=end - start)
@@ -49,20 +53,21 @@ def order_chunks(data: SampleData) -> Iterator[Chunk]:
             status = pick(rng, new_status, new_cw) if recent else pick(rng, old_status, old_cw)
             ship = NULL if status == "pending" and rng.random() < 0.3 else str(data.user_ship[u])
             orders.append(f"{oid}\t{u + 1}\t{timestamp(when)}\t{status}\t{ship}\n")
+            tail = f"\t{u + 1}\n" if owner else "\n"
             total = 0
             picked = rng.choices(products, cum_weights=product_cw, k=rng.choice((1, 1, 1, 2, 2, 3, 4, 5)))
             for p in dict.fromkeys(picked):  # one line per product, in first-picked order
                 qty = rng.choice((1, 1, 1, 1, 1, 1, 2, 2, 3, 4))
                 cents = data.price_cents[p]  # unit_price: the price at purchase
                 total += qty * cents
-                items.append(f"{oid}\t{p + 1}\t{qty}\t{money(cents)}\n")
+                items.append(f"{oid}\t{p + 1}\t{qty}\t{money(cents)}{tail}")
             for pay_status, method, at, paid in _payments(rng, status, when, methods, method_cw):
                 payment_id += 1
                 payments.append(f"{payment_id}\t{oid}\t{money(total)}\t{method}\t{pay_status}"
-                                f"\t{timestamp(paid) if paid else NULL}\t{timestamp(at)}\n")
+                                f"\t{timestamp(paid) if paid else NULL}\t{timestamp(at)}{tail}")
         yield data.emit("orders", ORDER_COLUMNS, orders)
-        yield data.emit("order_items", ITEM_COLUMNS, items)
-        yield data.emit("payments", PAYMENT_COLUMNS, payments, ("orders", end - 1, data.n_orders))
+        yield data.emit("order_items", item_columns, items)
+        yield data.emit("payments", payment_columns, payments, ("orders", end - 1, data.n_orders))
 
 
 def _payments(rng: random.Random, status: str, when: int, methods: list[str],

@@ -69,6 +69,7 @@ class SampleData:
         self.user_ship: list[int] = []  # default shipping address id
         self.price_cents: list[int] = []
         self.counts = dict.fromkeys(PG_TABLES, 0)
+        self.lines_carry_user = False  # order_items and payments have user_id (the shop on Citus)
         self.categories = 0
 
     def emit(self, table: str, columns: tuple[str, ...], lines: list[str],

@@ -1,0 +1,153 @@
+"""Benchmark: export at COPY speed (issue 19 item 1, issue 16's `dbcli sql` CSV goal).
+
+Runs on its own scratch embedded PostgreSQL with the e-commerce schema and --rows products, and
+prints in one run, each figure the median of --repeat alternating runs (whole command lines,
+process start-up included, output to /dev/null or a file as a user would send it):
+
+* ``dbcli table export products -o F.csv`` vs ``psql \\copy products TO F.csv`` (goal >= 0.9x);
+* ``dbcli table export products -o F.jsonl`` vs the same ``psql \\copy`` (goal >= 0.7x), and vs psql
+  running the very ``row_to_json`` COPY dbcli sends (the server's share);
+* ``dbcli sql QUERY -f csv`` vs ``psql -c "\\copy (QUERY) to stdout csv header"`` (goal >= 0.9x),
+  for a query of integers, text, numerics and booleans and for ``select *`` (with a timestamptz);
+* peak RSS of every dbcli run (goal < 150 MB);
+* start-up: the export of no row, by both (Python and psycopg's import and a connection against
+  psql's ~10 ms), and the streaming ratio with it taken out of both sides.
+
+``--before DIR``: also run the dbcli of another source tree (e.g. ``git archive HEAD | tar -x -C
+DIR``) in the same rounds, for before/after figures.
+
+    .venv/bin/python bench/bench_export.py --rows 1000000 --repeat 5 [--before /tmp/dbcli-head]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_tables import ROOT, measured, run, write_csv
+
+QUERIES = {
+    "sql csv, int/text/numeric/bool": "select product_id, sku, product_name, description, price, stock, active "
+                                      "from products",
+    "sql csv, select * (timestamptz)": "select * from products",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5, help="alternating runs of each command (median kept)")
+    parser.add_argument("--before", type=Path, help="another dbcli source tree to measure in the same rounds")
+    args = parser.parse_args()
+
+    import psycopg
+
+    sys.path.insert(0, str(ROOT))
+    from dbcli.config.load import load_config
+    from dbcli.postgres import embedded as local_pg
+    from dbcli.schema.files import migrations
+
+    work = Path(tempfile.mkdtemp(prefix="dbcli-bench-export-"))
+    os.chmod(work, 0o755)  # the embedded server runs as another user when we are root
+    data_dir = work / "pg" / "data"
+    server = local_pg.ensure_running(data_dir, "bench")
+    try:
+        dsn = " ".join(f"{k}={v}" for k, v in server.conninfo("bench").items())
+        with psycopg.connect(dsn) as conn:
+            for m in migrations(load_config()):
+                conn.execute(m.sql.encode())
+        config = work / "dbcli.yaml"
+        config.write_text(yaml.safe_dump({"postgres": {"dsn": dsn}}))
+        env = {**os.environ, "DBCLI_CONFIG": str(config), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+        os.chdir(work)  # `python -m dbcli` looks in the current directory first: each tree comes from PYTHONPATH
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        psql = [str(local_pg.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn]
+        csv_path = work / "products.csv"
+        print(f"writing and loading {args.rows:,} rows...", file=sys.stderr)
+        write_csv(csv_path, args.rows)
+        run([*psql, "-c", r"\copy products (sku, product_name, description, price, stock, active) FROM "
+             f"'{csv_path}' WITH (FORMAT csv, HEADER)"])
+        run([*psql, "-c", "VACUUM ANALYZE products"])
+        trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
+
+        def dbcli(tree: Path, *argv: str) -> Callable[[], tuple[float, float, float]]:
+            tree_env = {**env, "PYTHONPATH": str(tree)}
+            return lambda: measured([sys.executable, "-m", "dbcli", "-q", *argv], tree_env)
+
+        def bare(*argv: str) -> Callable[[], tuple[float, float, float]]:
+            return lambda: measured([*psql, *argv], env)
+
+        copy_to_file = bare("-c", rf"\copy products TO '{work / 'psql.csv'}' (FORMAT csv, HEADER)")
+        measures: dict[str, dict[str, Callable[[], tuple[float, float, float]]]] = {
+            "table export csv": {"baseline": copy_to_file,
+                                 **{k: dbcli(t, "table", "export", "products", "-o", str(work / f"{k}.csv"))
+                                    for k, t in trees.items()}},
+            "table export jsonl": {"baseline": copy_to_file,
+                                   **{k: dbcli(t, "table", "export", "products", "-o", str(work / f"{k}.jsonl"))
+                                      for k, t in trees.items()}},
+            # the server's share of jsonl: psql running the very COPY dbcli sends
+            "table export jsonl vs psql \\copy of its row_to_json query": {
+                "baseline": bare("-c", rf"\copy (SELECT row_to_json(r) FROM products r) TO '{work / 'psql.jsonl'}' "
+                                 r"(FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')"),
+                **{k: dbcli(t, "table", "export", "products", "-o", str(work / f"{k}.jsonl"))
+                   for k, t in trees.items()}},
+            # start-up: the same commands for no row (what the ratios above include, once per command)
+            "start-up (no row)": {"baseline": bare("-c", rf"\copy (SELECT * FROM products WHERE false) TO "
+                                                         f"'{work / 'psql-empty.csv'}' (FORMAT csv, HEADER)"),
+                                  **{k: dbcli(t, "table", "export", "products", "--where", "product_id=0",
+                                              "-o", str(work / f"{k}-empty.csv")) for k, t in trees.items()}},
+            **{label: {"baseline": bare("-c", rf"\copy ({q}) to stdout csv header"),
+                       **{k: dbcli(t, "sql", q, "-f", "csv") for k, t in trees.items()}}
+               for label, q in QUERIES.items()},
+        }
+        load_before = os.getloadavg()
+        results: dict[str, dict[str, list[tuple[float, float, float]]]] = {m: {} for m in measures}
+        for round_no in range(args.repeat):
+            for name, commands in measures.items():
+                order = list(commands) if round_no % 2 == 0 else list(reversed(commands))
+                for who in order:
+                    results[name].setdefault(who, []).append(commands[who]())
+        load_after = os.getloadavg()
+        if (work / "after.csv").read_bytes() != (work / "psql.csv").read_bytes():
+            raise SystemExit("table export csv differs from psql \\copy's file")
+
+        print(f"\n{args.rows:,} rows; PostgreSQL {local_pg.version(data_dir)}, {os.cpu_count()} CPUs, load average "
+              f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; medians of {args.repeat} alternating runs\n")
+        print("| measure | baseline (psql) | dbcli | ratio (throughput) | " +
+              ("before | before ratio | " if args.before else "") + "peak RSS | client CPU psql / dbcli" +
+              (" / before" if args.before else "") + " |")
+        print("|---|---|---|---|" + ("---|---|" if args.before else "") + "---|---|")
+        for name, by in results.items():
+            base = statistics.median(w for w, _, _ in by["baseline"])
+            after = statistics.median(w for w, _, _ in by["after"])
+            rss = max(r for _, r, _ in by["after"])
+            cells = [name, f"{base:.2f} s", f"{after:.2f} s", f"{base / after:.2f}x"]
+            if args.before:
+                before = statistics.median(w for w, _, _ in by["before"])
+                rss_before = max(r for _, r, _ in by["before"])
+                cells += [f"{before:.2f} s", f"{base / before:.2f}x"]
+            cells.append(f"{rss:.0f} MiB" + (f" (before {rss_before:.0f} MiB)" if args.before else ""))
+            cells.append(" / ".join(f"{statistics.median(c for _, _, c in by[who]):.2f} s"
+                                    for who in ("baseline", "after", "before") if who in by))
+            print("| " + " | ".join(cells) + " |")
+        start = {who: statistics.median(w for w, _, _ in runs) for who, runs in results["start-up (no row)"].items()}
+        csv_runs = results["table export csv"]
+        base, after = (statistics.median(w for w, _, _ in csv_runs[who]) for who in ("baseline", "after"))
+        print(f"\nstreaming ratio of table export csv, start-up taken out of both: "
+              f"{(base - start['baseline']) / (after - start['after']):.2f}x")
+    finally:
+        local_pg.stop(data_dir)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
