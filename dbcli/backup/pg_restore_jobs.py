@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from dbcli.backup import pg_compat
 from dbcli.backup.liveness import Watchdog, io_bytes
 from dbcli.backup.pg_dump_dir import run_watched
 from dbcli.backup.pg_restore import PSQL_OPTIONS, DamagedArchive, Restored, outcome, refuse_target
@@ -25,7 +26,7 @@ from dbcli.backup.pg_tools import Tools, find_tools, libpq_connection, restore_e
 from dbcli.backup.repo import Blob
 from dbcli.backup.stages import Progress
 from dbcli.config.model import Config
-from dbcli.errors import DbcliError, UsageError
+from dbcli.errors import ConfigError, DbcliError, UsageError
 from dbcli.postgres.params import conn_params
 
 
@@ -37,6 +38,7 @@ def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[di
         raise UsageError("restore --jobs needs a backup in a local directory (object storage: drop --jobs)")
     tools = find_tools(cfg)
     restore_version, restore_major = tool_version(tools.pg_restore)
+    refuse_older_server(cfg, dbname, restore_major)
     params = conn_params(cfg, dbname=dbname)
     args = [str(tools.pg_restore), f"--jobs={jobs}", "--exit-on-error", "--no-password"]
     if drop:
@@ -67,6 +69,18 @@ def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[di
     done = outcome(restore_version, code, stderr, lines)
     done.one_transaction = False
     return done
+
+
+def refuse_older_server(cfg: Config, dbname: str | None, restore_major: int) -> None:
+    """ConfigError (exit 3) before anything is written when pg_restore's jobs would send a setting the
+    server refuses: they talk to the server themselves, so the prologue cannot be filtered as the
+    one-transaction restore filters it (pg_compat)."""
+    server_num = pg_compat.server_version_num(cfg, dbname)
+    for since, line in pg_compat.REFUSED:
+        if server_num < since <= restore_major * 10000:
+            raise ConfigError(f"restore --jobs: pg_restore {restore_major} sends {line.decode()!r}, which "
+                              f"PostgreSQL {server_num // 10000} refuses",
+                              hint="restore without --jobs (one transaction; the script is adapted to the server)")
 
 
 def _psql(tools: Tools, env: dict[str, str], conn_arg: str, watch: Watchdog,
