@@ -58,17 +58,17 @@ def main() -> None:
             pg_cluster.stop(cluster)
             cluster = pg_cluster.start(work / "cluster", embedded.bin_dir())
 
-        def sql(query: str) -> Any:
+        def sql(query: str, params: tuple[Any, ...] | None = None) -> Any:
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-                cur = conn.execute(query)
+                cur = conn.execute(query, params)
                 return cur.fetchall() if cur.description else None
 
         sql("CREATE TABLE events (id bigint PRIMARY KEY, kind text, payload jsonb, at timestamptz)")
         before = dbcli(work, "backup", "create", "--physical")
         started = time.perf_counter()
-        sql(f"INSERT INTO events SELECT g, (ARRAY['view','click','buy'])[1 + g % 3], "
-            f"jsonb_build_object('n', g, 'h', md5(g::text)), now() FROM generate_series(1, {args.rows}) g")
-        sql(f"UPDATE events SET kind = 'seen' WHERE id % 4 = 0 AND id <= {args.rows}")
+        sql("INSERT INTO events SELECT g, (ARRAY['view','click','buy'])[1 + g %% 3], "
+            "jsonb_build_object('n', g, 'h', md5(g::text)), now() FROM generate_series(1, %s) g", (args.rows,))
+        sql("UPDATE events SET kind = 'seen' WHERE id %% 4 = 0 AND id <= %s", (args.rows,))
         (segment,) = sql("SELECT pg_walfile_name(pg_switch_wal())")[0]
         while not (repo / "wal" / segment).exists():
             time.sleep(0.1)

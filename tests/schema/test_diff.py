@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from dbcli.schema.files import default_dir
@@ -157,10 +158,11 @@ def test_a_failing_migration_drops_the_scratch_database(tmp_path: Path, live: st
 def no_createdb_role(pg_server: Any, schema_db: str) -> Iterator[str]:
     role = f"r_{uuid.uuid4().hex[:8]}"
     with pg_server.admin() as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'pw-{role}'")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(f"pw-{role}")))
     yield role
     with pg_server.admin() as conn:
-        conn.execute(f"DROP ROLE {role}")
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_role_without_createdb_exits_3_with_a_hint(tmp_path: Path, pg_server: Any, schema_db: str,
