@@ -11,8 +11,9 @@ then measures three things:
    written the way the server takes them best (what dbcli does, without validation, journal or
    recovery): on FerretDB 1.x one read of the counters and open buckets a batch touches, then
    ``delete_many`` + ``insert_many`` of their new versions; elsewhere unordered bulks of one
-   ``$inc``/``$min``/``$max`` update per user and one ``$push`` per bucket. Both end with identical
-   counters and buckets (checked). Goal: dbcli >= 0.9x raw.
+   ``$inc``/``$min``/``$max`` update per user and one ``$push`` per bucket; new buckets get the
+   same ``_id`` derived from (user_id, hour, seq) as dbcli's. Both end with identical counters and
+   buckets (checked). Goal: dbcli >= 0.9x raw.
 2. crash recovery: ``activity ingest`` of ``--recovery-events`` events over ``--recovery-users``
    users killed (SIGKILL) mid-run, then the time the next writer takes to finish the dead batch.
    Goal: < 5 s for 10,000 users.
@@ -215,7 +216,8 @@ def rewrite_writer(db: Any) -> Callable[[list[dict[str, Any]]], None]:
                 items = items[k:]
             for i in range(0, len(items), CAP):
                 seq += 1
-                buckets.append({"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq,
+                buckets.append({"_id": {"u": pair[0], "h": pair[1], "s": seq}, "user_id": pair[0], "hour": pair[1],
+                                "seq": seq,
                                 "count": len(items[i:i + CAP]), "events": items[i:i + CAP]})
         for coll, docs_, old_ids in ((db.activity_buckets, buckets, replaced),
                                      (db.user_stats, new_stats, [s["_id"] for s in stats.values()])):
@@ -262,8 +264,8 @@ def update_writer(db: Any, limit: int) -> Callable[[list[dict[str, Any]]], None]
             while items:
                 chunk, items = items[:CAP], items[CAP:]
                 seq = state[0] + 1 if state else 0
-                doc = {"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(chunk),
-                       "events": chunk}
+                doc = {"_id": {"u": pair[0], "h": pair[1], "s": seq}, "user_id": pair[0], "hour": pair[1], "seq": seq,
+                       "count": len(chunk), "events": chunk}
                 inserts.append(doc)
                 state = (seq, len(chunk), doc["_id"])
             open_buckets[pair] = state

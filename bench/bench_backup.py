@@ -109,9 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
-    from dbcli.backup.pg_tools import tool_version
     from dbcli.config.model import BackupConfig
     from dbcli.postgres import embedded as local_pg
+    from dbcli.postgres.tools import tool_version
 
     default_level = BackupConfig.__dataclass_fields__["compression"].default
 

@@ -6,6 +6,10 @@ Both run on this machine from scratch temp dirs, with the same schema and the sa
   goal <= 1.5x: as the library runs it (a new connection and a read-only transaction per call, so
   on Citus also new coordinator-to-worker connections) and on one open connection (as an
   application with a pool runs it); with the plan's task count (1: one shard group, one worker);
+  the library call again with the nodes' SCRAM verifier as initdb writes it (4096 rounds: the
+  "before" of dbcli's cheaper one, in the same run), and split into connect / first query of the
+  session / the same query again;
+* the issue's literal user-orders query (joined on order_id only: a repartition join on Citus);
 * the same report as a whole command line (``dbcli report run user-orders``, process start-up
   included), median of --cli-runs runs each;
 * ``dbcli table import`` of --rows rows into a distributed table vs ``psql \\copy`` of the same CSV
@@ -29,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +108,70 @@ def open_connection_times(cfg: Any, user_ids: list[int]) -> list[float]:
     return times
 
 
+LITERAL = ("SELECT o.order_id, o.order_date, p.product_name, oi.quantity FROM orders o JOIN order_items oi"
+           " ON o.order_id = oi.order_id JOIN products p ON oi.product_id = p.product_id WHERE o.user_id = %s")
+
+
+def session_phases(cfg: Any, user_ids: list[int]) -> dict[str, float]:
+    """Medians (ms) of where a library call's time goes: connecting, the first routed query of the
+    session (on Citus: the coordinator's metadata cache and its connection to the worker), the
+    same query again in that session (both warm)."""
+    from dbcli.postgres import connection
+    from dbcli.reports import registry
+
+    report = registry.get(cfg, "user-orders")
+    phases: dict[str, list[float]] = {"connect": [], "first query": [], "second query": []}
+    for uid in user_ids:
+        values = dict(report.resolve({"user_id": str(uid)}))
+        start = time.perf_counter()
+        with connection.connect(cfg, autocommit=True) as conn:
+            marks = [time.perf_counter()]
+            for _ in range(2):
+                conn.execute(str(report.sql), values, prepare=True).fetchall()
+                marks.append(time.perf_counter())
+        for name, begin, end in zip(phases, [start, *marks[:-1]], marks, strict=True):
+            phases[name].append((end - begin) * 1000)
+    return {name: statistics.median(values) for name, values in phases.items()}
+
+
+def literal_times(cfg: Any, user_ids: list[int]) -> list[float]:
+    """The issue's classic query as typed (orders joined to their lines on order_id only)."""
+    from dbcli.postgres import connection
+
+    times = []
+    with connection.connect(cfg, autocommit=True) as conn:
+        for uid in user_ids:
+            start = time.perf_counter()
+            conn.execute(LITERAL, (uid,), prepare=True).fetchall()
+            times.append(time.perf_counter() - start)
+    return times
+
+
+@contextmanager
+def initdb_verifier(cfg: Any) -> Iterator[None]:
+    """The nodes' SCRAM verifier as initdb writes it (4096 rounds, as before dbcli stored a cheaper
+    one), for a before/after in the same run; the cheap one again on leaving."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from dbcli.postgres import citus_local, embedded
+
+    password = citus_local.password_file(cfg).read_text(encoding="utf-8").strip()
+
+    def store(iterations: int) -> None:
+        for node in citus_local.nodes(cfg):
+            server = embedded.running(node.data_dir)
+            assert server is not None
+            with psycopg.connect(make_conninfo(**server.conninfo("postgres")), autocommit=True) as conn:
+                citus_local.store_verifier(conn, password, iterations)
+
+    store(4096)
+    try:
+        yield
+    finally:
+        store(citus_local.SCRAM_ITERATIONS)
+
+
 def tasks_of_plan(cfg: Any) -> str:
     from dbcli.reports import explain_pg, registry
 
@@ -140,13 +210,21 @@ def main() -> None:
         try:
             users = random.Random(5).sample(range(1, args.users + 1), min(args.queries, args.users))
             plan = tasks_of_plan(citus_cfg)
-            single_q, citus_q = [], []
+            single_q, citus_q, citus_before = [], [], []
             for _ in range(2):  # alternating halves: neither side gets the warm cache alone
                 half = users[: len(users) // 2], users[len(users) // 2:]
                 for part in half:
                     single_q += report_times(single_cfg, part)
                     citus_q += report_times(citus_cfg, part)
+                    with initdb_verifier(citus_cfg):
+                        citus_before += report_times(citus_cfg, part)
             s_ms, c_ms = statistics.median(single_q) * 1000, statistics.median(citus_q) * 1000
+            c_before = statistics.median(citus_before) * 1000
+            phase_users = users[: min(60, len(users))]
+            s_phases, c_phases = session_phases(single_cfg, phase_users), session_phases(citus_cfg, phase_users)
+            literal_users = users[: min(5, len(users))]  # a repartition join takes seconds on Citus
+            s_lit = statistics.median(literal_times(single_cfg, literal_users)) * 1000
+            c_lit = statistics.median(literal_times(citus_cfg, literal_users)) * 1000
             single_o, citus_o = [], []
             for part in (users[: len(users) // 2], users[len(users) // 2:]):
                 single_o += open_connection_times(single_cfg, part)
@@ -187,8 +265,15 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| user-orders, library call (median of {len(citus_q)}) | {s_ms:.2f} ms | {c_ms:.2f} ms "
           f"| {c_ms / s_ms:.2f}x | <= 1.5x |")
+    print(f"| the same, before: initdb's 4096-round SCRAM verifier on the nodes | {s_ms:.2f} ms | {c_before:.2f} ms "
+          f"| {c_before / s_ms:.2f}x | <= 1.5x |")
+    for name in s_phases:
+        print(f"| - of which {name} (median of {len(phase_users)}) | {s_phases[name]:.2f} ms "
+              f"| {c_phases[name]:.2f} ms | {c_phases[name] / s_phases[name]:.2f}x | - |")
     print(f"| user-orders on one open connection (median of {len(citus_o)}) | {s_open:.2f} ms | {c_open:.2f} ms "
           f"| {c_open / s_open:.2f}x | <= 1.5x |")
+    print(f"| the literal query (joined on order_id only), one open connection (median of {len(literal_users)}) "
+          f"| {s_lit:.2f} ms | {c_lit:.2f} ms | {c_lit / s_lit:.2f}x | - |")
     print(f"| `dbcli report run user-orders` (median of {args.cli_runs}) | {s_cli * 1000:.0f} ms "
           f"| {c_cli * 1000:.0f} ms | {c_cli / s_cli:.2f}x | - |")
     print(f"| plan on Citus | - | {plan} | - | 1 task |")

@@ -9,6 +9,9 @@ process start-up included, output to /dev/null or a file as a user would send it
   running the very ``row_to_json`` COPY dbcli sends (the server's share);
 * ``dbcli sql QUERY -f csv`` vs ``psql -c "\\copy (QUERY) to stdout csv header"`` (goal >= 0.9x),
   for a query of integers, text, numerics and booleans and for ``select *`` (with a timestamptz);
+  the outputs are checked to be the same bytes;
+* ``dbcli sql "select * from products" -f jsonl`` vs the same psql csv (issue 19's jsonl goal,
+  >= 0.7x) and vs psql running the ``row_to_json`` COPY dbcli sends;
 * peak RSS of every dbcli run (goal < 150 MB);
 * start-up: the export of no row, by both (Python and psycopg's import and a connection against
   psql's ~10 ms), and the streaming ratio with it taken out of both sides.
@@ -25,6 +28,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -81,7 +85,9 @@ def main() -> None:
 
         def dbcli(tree: Path, *argv: str) -> Callable[[], tuple[float, float, float]]:
             tree_env = {**env, "PYTHONPATH": str(tree)}
-            return lambda: measured([sys.executable, "-m", "dbcli", "-q", *argv], tree_env)
+            # dbcli sql prints its rows to stdout (sent to /dev/null), as psql does: no --quiet there
+            quiet = [] if argv[0] == "sql" else ["-q"]
+            return lambda: measured([sys.executable, "-m", "dbcli", *quiet, *argv], tree_env)
 
         def bare(*argv: str) -> Callable[[], tuple[float, float, float]]:
             return lambda: measured([*psql, *argv], env)
@@ -108,7 +114,20 @@ def main() -> None:
             **{label: {"baseline": bare("-c", rf"\copy ({q}) to stdout csv header"),
                        **{k: dbcli(t, "sql", q, "-f", "csv") for k, t in trees.items()}}
                for label, q in QUERIES.items()},
+            "sql jsonl, select * vs psql \\copy csv": {
+                "baseline": bare("-c", r"\copy (select * from products) to stdout csv header"),
+                **{k: dbcli(t, "sql", "select * from products", "-f", "jsonl") for k, t in trees.items()}},
+            "sql jsonl, select * vs psql \\copy of its row_to_json query": {
+                "baseline": bare("-c", r"\copy (select row_to_json(r.*) from (select * from products) r) to stdout "
+                                 r"(FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')"),
+                **{k: dbcli(t, "sql", "select * from products", "-f", "jsonl") for k, t in trees.items()}},
         }
+        for q in QUERIES.values():  # the same bytes as psql's \copy
+            same = [subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, check=True).stdout
+                    for cmd in ([*psql, "-c", rf"\copy ({q}) to stdout csv header"],
+                                [sys.executable, "-m", "dbcli", "sql", q, "-f", "csv"])]
+            if same[0] != same[1]:
+                raise SystemExit(f"dbcli sql -f csv differs from psql \\copy for {q!r}")
         load_before = os.getloadavg()
         results: dict[str, dict[str, list[tuple[float, float, float]]]] = {m: {} for m in measures}
         for round_no in range(args.repeat):

@@ -26,6 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -55,10 +58,13 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MiB, CPU seconds) of ``cmd``, measured by a wrapper process."""
+def measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds) of ``cmd``, measured by a wrapper process.
+
+    ``cwd``: where it runs (``python -m dbcli`` finds the dbcli package of its working directory first).
+    """
     proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], env=env, capture_output=True, text=True,
-                          check=False)
+                          check=False, cwd=cwd)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:5])}... failed: {proc.stderr.strip()[-500:]}")
     wall, rss, cpu = proc.stdout.split()
@@ -75,6 +81,52 @@ def write_csv(path: Path, rows: int) -> None:
                     f"{rnd.randint(0, 500)},{'t' if i % 10 else 'f'}\n")
 
 
+@dataclass
+class ScratchShop:
+    """A scratch embedded PostgreSQL with the e-commerce schema, and how to reach it."""
+
+    work: Path  # the scratch directory
+    data_dir: Path
+    dsn: str
+    env: dict[str, str]  # for dbcli child processes: its config file, JSON output
+    psql: list[str]  # psql on the database, stopping at the first error
+
+
+@contextmanager
+def scratch_shop(prefix: str, keep: bool = False) -> Iterator[ScratchShop]:
+    """Starts a scratch server in a temp dir, applies the schema; stops and removes it at the end."""
+    import psycopg
+
+    from dbcli.config.load import load_config
+    from dbcli.postgres import embedded as local_pg
+    from dbcli.schema.files import migrations
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)  # the embedded server runs as another user when we are root
+    data_dir = work / "pg" / "data"
+    server = local_pg.ensure_running(data_dir, "bench")
+    try:
+        dsn = " ".join(f"{k}={v}" for k, v in server.conninfo("bench").items())
+        with psycopg.connect(dsn) as conn:
+            for m in migrations(load_config()):
+                conn.execute(m.sql.encode())
+        config = work / "dbcli.yaml"
+        config.write_text(yaml.safe_dump({"postgres": {"dsn": dsn}}))
+        # byte-code cached as an installed package has it (even where the environment says
+        # PYTHONDONTWRITEBYTECODE), kept in the scratch directory, out of the source tree
+        env = {**os.environ, "DBCLI_CONFIG": str(config), "DBCLI_FORMAT": "json",
+               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        psql = [str(local_pg.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn]
+        yield ScratchShop(work, data_dir, dsn, env, psql)
+    finally:
+        if not keep:
+            local_pg.stop(data_dir)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work} (server still running)", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the CSV to import and export")
@@ -85,30 +137,13 @@ def main() -> None:
 
     import psycopg
 
-    from dbcli.config.load import load_config
     from dbcli.postgres import embedded as local_pg
-    from dbcli.schema.files import migrations
 
-    work = Path(tempfile.mkdtemp(prefix="dbcli-bench-tables-"))
-    os.chmod(work, 0o755)  # the embedded server runs as another user when we are root
-    data_dir = work / "pg" / "data"
-    server = local_pg.ensure_running(data_dir, "bench")
-    try:
-        info = server.conninfo("bench")
-        dsn = " ".join(f"{k}={v}" for k, v in info.items())
+    with scratch_shop("dbcli-bench-tables-", args.keep) as shop:
+        work, dsn, env, psql, data_dir = shop.work, shop.dsn, shop.env, shop.psql, shop.data_dir
         with psycopg.connect(dsn) as conn:
-            for m in migrations(load_config()):
-                conn.execute(m.sql.encode())
             conn.execute("INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g "
                          "FROM generate_series(1, 1000) g")
-        config = work / "dbcli.yaml"
-        config.write_text(yaml.safe_dump({"postgres": {"dsn": dsn}}))
-        # byte-code cached as an installed package has it (even where the environment says
-        # PYTHONDONTWRITEBYTECODE), kept in the scratch directory, out of the source tree
-        env = {**os.environ, "DBCLI_CONFIG": str(config), "DBCLI_FORMAT": "json",
-               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        psql = [str(local_pg.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn]
         dbcli = [sys.executable, "-m", "dbcli"]
         csv_path = work / "products.csv"
         print(f"writing {args.rows:,} rows of CSV...", file=sys.stderr)
@@ -159,12 +194,6 @@ def main() -> None:
         print(f"| export jsonl | - | {jsonl_s:.2f} s, peak RSS {jsonl_rss:.0f} MiB | - | RSS < 150 MB |")
         print(f"| get users 1 (median of {args.get_runs}) | python -c psycopg {bare_g * 1000:.0f} ms "
               f"| {ours_g * 1000:.0f} ms (RSS {get_rss:.0f} MiB) | {ours_g / bare_g:.2f}x time | <= 1.5x |")
-    finally:
-        if not args.keep:
-            local_pg.stop(data_dir)
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work} (server still running)", file=sys.stderr)
 
 
 if __name__ == "__main__":

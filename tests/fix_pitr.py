@@ -19,10 +19,21 @@ from tests.helpers import write_config
 
 
 @dataclass
-class ArchivingPg:
+class PitrServer:
     cluster: pg_cluster.Cluster
-    repo: Path
     major: int
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.cluster.dsn(), autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+@dataclass
+class ArchivingPg(PitrServer):
+    repo: Path
 
     def settings(self, **backup: Any) -> dict[str, Any]:
         """Profile settings for this server and repository (``backup.wal: true`` unless overridden)."""
@@ -32,13 +43,6 @@ class ArchivingPg:
 
     def write_config(self, directory: Path, **backup: Any) -> Path:
         return write_config(directory / "dbcli.yaml", self.settings(**backup))
-
-    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with psycopg.connect(self.cluster.dsn(), autocommit=True) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
 
     def switch_wal(self) -> None:
         """Close the current segment and wait until the archiver has stored it."""
@@ -62,10 +66,72 @@ def archiving_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archiving
     bin_dir = Path(os.environ[BIN_ENV]) if os.environ.get(BIN_ENV) else embedded.bin_dir()
     cluster = pg_cluster.start(base / "cluster", bin_dir)
     try:
-        made = ArchivingPg(cluster, base / "repo", 0)
+        made = ArchivingPg(cluster, 0, base / "repo")
         made.major = int(made.sql("SHOW server_version_num")[0][0]) // 10000
         cfg = load_config(str(made.write_config(base)), None)
         if server.setup(cfg, made.repo).restart_needed:
+            pg_cluster.stop(cluster)
+            cluster = made.cluster = pg_cluster.start(base / "cluster", bin_dir)
+        yield made
+    finally:
+        pg_cluster.stop(cluster)
+
+
+@dataclass
+class S3ArchivingPg(PitrServer):
+    """A cluster whose archive_command uploads its WAL into ``url`` (an S3 repository on versitygw)."""
+
+    s3: Any  # tests.fix_s3.S3Server
+    bucket: str
+    url: str
+
+    def settings(self, **backup: Any) -> dict[str, Any]:
+        """Profile settings for this server and repository; archiving is already set up (``wal: false``):
+        a profile's own config file is not one the server's user can read."""
+        return {"postgres": {"embedded": False, "dsn": self.cluster.dsn(), "connect_timeout": 5},
+                "backup": {"dir": self.url, "wal": False, "compression": 1, "s3": self.s3.settings(),
+                           "pg_bin": str(self.cluster.bin_dir), **backup}}
+
+    def write_config(self, directory: Path, **backup: Any) -> Path:
+        return write_config(directory / "dbcli.yaml", self.settings(**backup))
+
+    def wal_keys(self) -> list[str]:
+        return [k.rsplit("/", 1)[-1] for k in self.s3.keys(self.bucket, self.url.split("/", 3)[3] + "/wal/")]
+
+    def switch_wal(self) -> None:
+        """Close the current segment and wait until the archiver has uploaded it."""
+        self.sql("SELECT pg_current_xact_id()")
+        (segment,) = self.sql("SELECT pg_walfile_name(pg_switch_wal())")[0]
+        deadline = time.monotonic() + 60
+        while segment not in self.wal_keys():
+            if time.monotonic() > deadline:
+                failed = self.sql("SELECT last_failed_wal, failed_count FROM pg_stat_archiver")
+                raise AssertionError(f"{segment} not uploaded within 60s: {failed}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def s3_archiving_pg(tmp_path_factory: pytest.TempPathFactory, s3_server: Any) -> Iterator[S3ArchivingPg]:
+    """A second cluster, archiving into s3://<bucket>/pitr with ``dbcli wal archive`` (the config file
+    it reads is given to the server's user, as an administrator would)."""
+    from dbcli.backup.physical import location, server, tools
+    from dbcli.config.load import load_config
+    from dbcli.postgres import embedded
+
+    base = tmp_path_factory.mktemp("pitr-s3")
+    bin_dir = Path(os.environ[BIN_ENV]) if os.environ.get(BIN_ENV) else embedded.bin_dir()
+    bucket = "pitr-s3"
+    s3_server.client().create_bucket(Bucket=bucket)
+    cluster = pg_cluster.start(base / "cluster", bin_dir)
+    try:
+        made = S3ArchivingPg(cluster, 0, s3_server, bucket, f"s3://{bucket}/pitr")
+        made.major = int(made.sql("SHOW server_version_num")[0][0]) // 10000
+        archiver = base / "archiver"
+        archiver.mkdir()
+        config = made.write_config(archiver)
+        tools.give_to(archiver, tools.owner_of(cluster.data_dir))
+        cfg = load_config(str(config), None)
+        if server.setup(cfg, location.open_root(cfg)).restart_needed:
             pg_cluster.stop(cluster)
             cluster = made.cluster = pg_cluster.start(base / "cluster", bin_dir)
         yield made

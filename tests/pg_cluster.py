@@ -27,7 +27,8 @@ PORT = 5432  # only names the socket file: the cluster listens on no TCP address
 # sun_path holds 108 bytes; the socket file is "<dir>/.s.PGSQL.5432"
 MAX_SOCKET_DIR = 90
 # a test bed: durability buys nothing and costs seconds per run
-SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+            "max_prepared_transactions": "16"}  # table import --jobs commits in two phases
 
 
 @dataclass

@@ -27,12 +27,13 @@ import psycopg
 from psycopg import sql
 
 from dbcli.backup import crypto as backup_crypto
-from dbcli.backup.pg_tools import find_tools, restore_error
+from dbcli.backup.pg_tools import restore_error
 from dbcli.backup.repo import Blob
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, DbcliError
 from dbcli.postgres import citus
 from dbcli.postgres import connection as postgres
+from dbcli.postgres.tools import find_tools
 
 # the archive's entries of the extension (and of citus_columnar, which citus creates with it)
 _EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ (EXTENSION|COMMENT) - (EXTENSION )?citus(_columnar)?( |$)")

@@ -18,19 +18,17 @@ from dbcli.backup import mongo as backup_mongo
 from dbcli.backup import pg_dump, pg_dump_dir
 from dbcli.backup import store as backup_store
 from dbcli.backup.repo import Staging
-from dbcli.backup.repo_local import LocalRepository
 from dbcli.backup.repo_open import open_repository
+from dbcli.backup.scratch import clean_stale
 from dbcli.backup.stages import Progress, quiet, reached
 from dbcli.backup.store import Clock, iso, utc_now
+from dbcli.backup.targets import check_name
 from dbcli.config.model import Config
-from dbcli.errors import ConfigError, DbcliError, UsageError
-
-TARGETS = ("postgres", "mongo", "all")
+from dbcli.errors import ConfigError, DbcliError
 
 
 def resolve_targets(cfg: Config, target: str) -> list[str]:
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+    check_name(target)
     if target == "all":
         return ["postgres", "mongo"] if cfg.mongo.configured else ["postgres"]
     if target == "mongo" and not cfg.mongo.configured:
@@ -48,10 +46,11 @@ def create(cfg: Config, *, target: str = "all", root: Path | str | None = None, 
     key = cfg.backup.encryption_key
     level = cfg.backup.compression
     if "postgres" in targets:
-        pg_dump_dir.check_jobs(jobs, key=key, local=isinstance(repo, LocalRepository))
+        pg_dump_dir.check_jobs(jobs)
     with repo.locked("backup create", clock):
         reached("locked")
         cleaned = repo.clean_leftovers()
+        clean_stale()  # scratch directories of killed runs (a decrypted dump, say)
         started = clock()
         backup_id = repo.new_id(cfg.profile, tag, started)
         staging = repo.begin(backup_id)
@@ -81,8 +80,7 @@ def create(cfg: Config, *, target: str = "all", root: Path | str | None = None, 
                     manifest["postgres"] |= {"format": pg_dump_dir.FORMAT, "jobs": jobs}
                 if (distribution := backup_citus.describe(cfg)) is not None:
                     manifest["postgres"]["citus"] = distribution  # pg_dump does not hold it
-                if res.sha256 is not None:
-                    known[res.file] = res.sha256
+                known |= res.digests
             if "mongo" in targets:
                 name, server, colls = backup_mongo.dump(cfg, staging, "mongo", compression=level, key=key,
                                                         progress=progress)

@@ -9,8 +9,10 @@ from typing import Any
 from dbcli.backup import store as backup_store
 from dbcli.backup.physical import listing as physical_listing
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical import wal_s3
 from dbcli.backup.repo import Repository
 from dbcli.backup.repo_local import LocalRepository
+from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.store import Clock, iso, utc_now
 
 LIST_COLUMNS = ["id", "time", "targets", "size", "age", "status", "verified", "recovers_to"]
@@ -21,8 +23,12 @@ def list_rows(root: Path | Repository, clock: Clock = utc_now) -> list[dict[str,
     repo = LocalRepository(root) if isinstance(root, Path) else root
     now = clock()
     rows = []
-    segments = wal_archive.segments(repo.root) if isinstance(repo, LocalRepository) else []
-    for b in repo.list_backups():
+    backups = repo.list_backups()
+    # the WAL archive is listed only for a repository with physical backups: one request less on S3
+    physical = any(physical_listing.kind_text(b.manifest or {}) for b in backups)
+    segments = (wal_archive.segments(repo.root) if isinstance(repo, LocalRepository)
+                else wal_s3.segments(repo) if physical and isinstance(repo, S3Repository) else [])
+    for b in backups:
         m = b.manifest or {}
         files = m.get("files") or {}
         rows.append({

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup import crypto as backup_crypto
-from dbcli.backup.pg_tools import Tools, restore_error
+from dbcli.backup.pg_tools import restore_error
 from dbcli.backup.repo import Blob
 from dbcli.backup.repo_local import LocalBlob
 from dbcli.errors import CheckFailedError
+from dbcli.postgres.tools import Tools
 
 _TABLE_DATA = re.compile(r"^\d+; 0 (\d+) TABLE DATA ", re.MULTILINE)
 _LARGE_OBJECTS = re.compile(r"^\d+; \d+ \d+ (BLOBS|BLOB|BLOB METADATA|LARGE OBJECTS) ", re.MULTILINE)

@@ -7,7 +7,8 @@
   uploading to object storage, does its output pass through this process (a multipart upload as it
   comes: no local copy), which still checks pg_dump's exit status and stderr.
 - The finished archive is checked (pg_archive) and hashed before the manifest records it.
-- ``backup create --jobs N``: pg_dump's directory format with N jobs instead (pg_dump_dir).
+- ``backup create --jobs N``: pg_dump's directory format with N jobs instead (pg_dump_dir); when
+  encrypted or in object storage, through a scratch directory (archive_transfer).
 - A server that stops answering mid-dump ends it (exit 4) instead of leaving pg_dump and psql
   waiting forever: see liveness (progress is the dump file growing).
 """
@@ -22,24 +23,29 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from dbcli.backup import archive_transfer, pg_dump_dir, stages
 from dbcli.backup import crypto as backup_crypto
-from dbcli.backup import pg_dump_dir, stages
+from dbcli.backup.file_digest import FileDigest
+from dbcli.backup.file_digest import drop as drop_digest
 from dbcli.backup.liveness import Watchdog
 from dbcli.backup.pg_archive import check_archive
-from dbcli.backup.pg_tools import check_version, find_tools, libpq_connection, tool_failure, tool_version
+from dbcli.backup.pg_tools import check_version, tool_failure
 from dbcli.backup.psql_session import PsqlSession
 from dbcli.backup.repo import Sink, Staging
+from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress
-from dbcli.backup.store import open_private, sha256_file
+from dbcli.backup.store import open_private
 from dbcli.child_process import wait_exited
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, WriteFailedError
+from dbcli.fsutil import write_errors_mapped
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.tools import find_tools, libpq_connection, tool_version
 
 # a custom-format archive of even one empty table is far larger: smaller output is not a dump
 MIN_DUMP_BYTES = 200
@@ -64,7 +70,7 @@ class DumpResult:
     pg_dump_version: str
     file: str  # relative to the backup
     tables: list[Table]
-    sha256: str | None  # of ``file``, computed while it was checked; None for a directory (--jobs)
+    digests: dict[str, str]  # SHA-256 of stored files, taken on the way (a directory in place: none)
     large_objects: bool
 
 
@@ -103,6 +109,13 @@ def dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: 
          progress: Progress, jobs: int = 1) -> DumpResult:
     """pg_dump -Fc the profile's database into ``<rel_dir>/<db>.dump`` of the backup being written and
     count its rows in the same snapshot; with ``jobs`` > 1, -Fd -j into ``<db>.dir`` (pg_dump_dir)."""
+    with Scratch() as scratch:
+        return _dump(cfg, staging, rel_dir, compression=compression, key=key, progress=progress, jobs=jobs,
+                     scratch=scratch)
+
+
+def _dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: bytes | None,
+          progress: Progress, jobs: int, scratch: Scratch) -> DumpResult:
     tools = find_tools(cfg)
     timeout = cfg.postgres.statement_timeout
     variables = {"dbcli_statement_timeout": f"{int(timeout * 1000)}ms"} if timeout else {}
@@ -134,15 +147,18 @@ def dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: 
             return _with_partition_totals(tables, {(s, n): int(rows) for s, n, rows in session.query(_COUNT)})
 
         label = f"postgres: dumping {database}"
-        digest: str | _FileDigest
+        digest: str | FileDigest = ""
+        in_place = staging.local_dir is not None and key is None
+        local_archive: Path | None = None  # a directory archive, written by pg_dump itself
         if jobs > 1:
-            assert staging.local_dir is not None  # pg_dump_dir.check_jobs refused object storage
-            dest = staging.local_dir / rel
+            # pg_dump -j writes plain local files: encrypted or uploaded after, from a scratch directory
+            dest = local_archive = (staging.local_dir / rel if in_place and staging.local_dir
+                                    else scratch.path() / Path(rel).name)
             args = pg_dump_dir.dump_args(tools.pg_dump, jobs=jobs, compression=compression,
                                          snapshot=str(server["snapshot"]), dest=dest, conn_arg=conn_arg)
             progress(f"postgres: dumping {database} with pg_dump {version[0]}, {jobs} jobs")
-            counted = pg_dump_dir.run(args, env, dest, watch, count, label, progress)
-            digest = ""  # hashed file by file with the rest of the backup
+            with write_errors_mapped(dest) if not in_place else nullcontext():
+                counted = pg_dump_dir.run(args, env, dest, watch, count, label, progress)
         elif staging.local_dir is None:
             counted = _stream(args, env, staging.create(rel), key, watch, count, label, progress)
             digest = staging.file_list({})[rel]["sha256"]  # taken as it was uploaded
@@ -150,23 +166,30 @@ def dump(cfg: Config, staging: Staging, rel_dir: str, *, compression: int, key: 
             counted, digest = _to_file(args, env, staging.local_dir / rel, key, watch, count, label, progress)
     progress("postgres: checking the archive")
     try:
-        large_objects = check_archive(tools, staging.files.blob(rel), key, tables=[t.as_dict() for t in counted])
+        large_objects = check_archive(tools, local_archive or staging.files.blob(rel),
+                                      None if local_archive else key, tables=[t.as_dict() for t in counted])
     except BaseException:
-        if isinstance(digest, _FileDigest):
-            _drop(digest)
+        if isinstance(digest, FileDigest):
+            drop_digest(digest)
         raise
+    digests: dict[str, str] = {}
+    if isinstance(digest, FileDigest):
+        digests[rel] = digest.result()
+    elif digest:
+        digests[rel] = digest
+    elif local_archive is not None and not in_place:
+        progress(f"postgres: storing {Path(rel).name}" + (" encrypted" if key else ""))
+        digests = archive_transfer.publish(local_archive, staging, rel, key, progress=progress)
     return DumpResult(database=database, server_version=str(server["version"]), pg_dump_version=version[0],
-                      file=rel, tables=counted,
-                      sha256=digest.result() if isinstance(digest, _FileDigest) else digest or None,
-                      large_objects=large_objects)
+                      file=rel, tables=counted, digests=digests, large_objects=large_objects)
 
 
 def _to_file(args: list[str], env: dict[str, str], dest: Path, key: bytes | None, watch: Watchdog,
              count: Callable[[], list[Table]], label: str,
-             progress: Progress) -> tuple[list[Table], _FileDigest]:
+             progress: Progress) -> tuple[list[Table], FileDigest]:
     """pg_dump into a local file: straight into it, or through the encrypting pump."""
     with open_private(dest) as out, tempfile.TemporaryFile() as err:
-        digest = _FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
+        digest = FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
         try:
             proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                                 stdout=subprocess.PIPE if key else out, stderr=err, env=env))
@@ -204,14 +227,14 @@ def _to_file(args: list[str], env: dict[str, str], dest: Path, key: bytes | None
             if code != 0:
                 raise _failure(code, stderr, dest)
         except BaseException:
-            _drop(digest)
+            drop_digest(digest)
             raise
     try:
         size = dest.stat().st_size
         if size < MIN_DUMP_BYTES:
             raise CheckFailedError(f"pg_dump output is only {size} bytes: not a dump")
     except BaseException:
-        _drop(digest)
+        drop_digest(digest)
         raise
     return counted, digest
 
@@ -293,56 +316,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-class _FileDigest(threading.Thread):
-    """SHA-256 of a file once it is complete (hashlib releases the GIL).
-
-    The thread starts with pg_dump and hashes when ``complete()`` says the file is written, while
-    the main thread syncs the file and checks its table of contents; ``result()`` waits for the digest.
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.digest: str | None = None
-        self.error: OSError | None = None
-        self._go = threading.Event()
-        self._cancelled = False
-        self.start()
-
-    def complete(self) -> None:
-        self._go.set()
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._go.set()
-
-    def run(self) -> None:
-        self._go.wait()
-        if self._cancelled:
-            return
-        try:
-            self.digest = sha256_file(self.path)
-        except OSError as e:
-            self.error = e
-
-    def result(self) -> str:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.digest is not None
-        return self.digest
-
-
-def _drop(digest: _FileDigest) -> None:
-    """Stop the digest and wait until it has closed the file.
-
-    An open descriptor keeps an unlinked file's blocks: on a full disk the failure record written
-    next needs them back.
-    """
-    digest.cancel()
-    digest.join()
 
 
 class _Pump(threading.Thread):

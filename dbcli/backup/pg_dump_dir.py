@@ -5,9 +5,9 @@ leader writes ``toc.dat`` last), so they are hashed after it, one manifest entry
 syncs them itself before it exits. Its workers share the snapshot dbcli exported
 (``--snapshot``), so the row counts taken in that snapshot are exactly the rows in the dump.
 
-What ``--jobs`` is refused with (exit 2, before anything is written): an encryption key (each file
-would need its own encrypted copy: not built) and an object-storage repository (the files would
-need a local copy first, then an upload each: not built).
+Into a local directory without encryption, pg_dump writes the backup's own files. Encrypted, or into
+object storage, it writes into a private scratch directory first, whose files are then stored in
+the backup one by one (archive_transfer): that needs as much local space as the dump, in TMPDIR.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from dbcli.backup import stages
 from dbcli.backup.liveness import Watchdog
@@ -33,18 +34,10 @@ FORMAT = "directory"
 T = TypeVar("T")
 
 
-def check_jobs(jobs: int, *, key: bytes | None, local: bool) -> None:
-    """UsageError (exit 2) for what ``--jobs`` cannot do; see the module docstring."""
+def check_jobs(jobs: int) -> None:
+    """UsageError (exit 2) for a number of jobs pg_dump cannot take."""
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    if jobs == 1:
-        return
-    if key is not None:
-        raise UsageError("--jobs cannot be combined with backup encryption (backup.encryption_key): "
-                         "drop --jobs or the key")
-    if not local:
-        raise UsageError("--jobs needs a local backup directory: object storage repositories take "
-                         "single-job backups only")
 
 
 def dump_args(pg_dump: Path, *, jobs: int, compression: int, snapshot: str, dest: Path, conn_arg: str) -> list[str]:
@@ -75,11 +68,12 @@ def run(args: list[str], env: dict[str, str], dest: Path, watch: Watchdog, count
 
 
 def run_watched(args: list[str], env: dict[str, str], watch: Watchdog, measure: Callable[[int], int],
-                during: Callable[[], T], poll: Callable[[], None]) -> tuple[int, str, T]:
+                during: Callable[[], T], poll: Callable[[], None],
+                stderr: IO[bytes] | None = None) -> tuple[int, str, T]:
     """Run a tool (pg_dump -j, pg_restore -j) guarded by ``watch``, its progress ``measure(pid)``;
     ``during()`` runs meanwhile, ``poll()`` every half second after; (exit code, stderr, during's result).
-    Anything raised kills the tool."""
-    with tempfile.TemporaryFile() as err:
+    Anything raised kills the tool. ``stderr``: a file of the caller's for the tool's stderr (poll may read it)."""
+    with tempfile.TemporaryFile() if stderr is None else nullcontext(stderr) as err:
         proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=err, env=env))
         watch.follow(lambda: measure(proc.pid))

@@ -24,13 +24,14 @@ from dbcli.backup import stages
 from dbcli.backup.liveness import Watchdog, io_bytes
 from dbcli.backup.pg_compat import PrologueFilter, refused_lines
 from dbcli.backup.pg_restore_sql import closing_sql, opening_sql
-from dbcli.backup.pg_tools import find_tools, libpq_connection, restore_error, tool_failure, tool_version
+from dbcli.backup.pg_tools import restore_error, tool_failure
 from dbcli.backup.repo import Blob
 from dbcli.backup.repo_local import LocalBlob
 from dbcli.backup.stages import Progress
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.tools import find_tools, libpq_connection, tool_version
 
 
 class DamagedArchive(CheckFailedError):

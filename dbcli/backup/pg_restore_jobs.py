@@ -8,54 +8,78 @@ anything is written, and the archive's checksums are checked by the caller befor
 are counted once pg_restore has finished. A restore that fails or counts wrong leaves what it
 wrote: restore into a new, empty database, and drop it on failure.
 
-pg_restore reads the archive itself (a local, unencrypted file or directory: -j needs to seek).
+pg_restore reads the archive itself (a local, unencrypted file or directory: -j needs to seek; the
+caller fetches one that is encrypted or in object storage into a scratch directory first).
+
+A server older than a setting pg_restore sends (pg_restore 17+ starts every session, the leader's and
+each job's, with ``SET transaction_timeout = 0``, which PostgreSQL 15 and 16 reject): the sessions
+talk to the server themselves, so the line cannot be filtered as the one-transaction restore filters
+its script. pg_restore then runs without ``--exit-on-error``, which turns the refused ``SET`` into
+an error it reports and goes past (the setting does not exist there: nothing is lost); any other
+error kills it within half a second (it reads on meanwhile, where ``--exit-on-error`` stops at once),
+and the restore fails as it would have. An older pg_restore (Debian's PostgreSQL 15 one, say) is no
+way out: it cannot read archives of a newer pg_dump ("unsupported version (1.16) in file header").
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dbcli.backup import pg_compat
 from dbcli.backup.liveness import Watchdog, io_bytes
 from dbcli.backup.pg_dump_dir import run_watched
 from dbcli.backup.pg_restore import PSQL_OPTIONS, DamagedArchive, Restored, outcome, refuse_target
 from dbcli.backup.pg_restore_sql import closing_sql, opening_sql
-from dbcli.backup.pg_tools import Tools, find_tools, libpq_connection, restore_error, tool_failure, tool_version
+from dbcli.backup.pg_tools import restore_error, tool_failure
 from dbcli.backup.repo import Blob
 from dbcli.backup.stages import Progress
 from dbcli.config.model import Config
-from dbcli.errors import ConfigError, DbcliError, UsageError
+from dbcli.errors import DbcliError, UsageError
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.tools import Tools, find_tools, libpq_connection, tool_version
 
 
-def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[dict[str, Any]],
+def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[dict[str, Any]], server_num: int,
             dbname: str | None = None, no_owner: bool = False, own_rows: bool = False,
             use_list: Path | None = None, progress: Progress) -> Restored:
-    """pg_restore -j ``jobs`` the local archive ``source`` into the profile's database (or ``dbname``)."""
-    if source.local is None:
-        raise UsageError("restore --jobs needs a backup in a local directory (object storage: drop --jobs)")
+    """pg_restore -j ``jobs`` the local archive ``source`` into the profile's database (or ``dbname``),
+    a server of ``server_num`` (its server_version_num)."""
+    if source.local is None:  # restore fetches such an archive into a scratch directory first
+        raise UsageError("restore --jobs needs the archive on a local disk")
     tools = find_tools(cfg)
     restore_version, restore_major = tool_version(tools.pg_restore)
-    refuse_older_server(cfg, dbname, restore_major)
+    refused = frozenset(line for since, line in pg_compat.REFUSED if server_num < since <= restore_major * 10000)
     params = conn_params(cfg, dbname=dbname)
-    args = [str(tools.pg_restore), f"--jobs={jobs}", "--exit-on-error", "--no-password"]
+    args = [str(tools.pg_restore), f"--jobs={jobs}", "--no-password", *([] if refused else ["--exit-on-error"])]
     if drop:
         args += ["--clean", "--if-exists"]
     if no_owner:
         args += ["--no-owner", "--no-privileges"]
     if use_list is not None:
         args.append(f"--use-list={use_list}")
-    with libpq_connection(params) as (env, conn_arg), Watchdog(params, cfg.postgres.liveness_check) as watch:
+    with (libpq_connection(params) as (env, conn_arg), Watchdog(params, cfg.postgres.liveness_check) as watch,
+          tempfile.TemporaryFile() as err):
         code, _lines, stderr = _psql(tools, env, conn_arg, watch,
                                      opening_sql(restore_major, check_empty=not drop) + b"COMMIT;\n")
         refuse_target(restore_version, stderr, params.get("dbname", "?"))
         if code != 0:
             raise tool_failure("psql", code, stderr)
         progress(f"postgres: restoring {source.name} with {jobs} jobs")
-        code, text, _ = run_watched([*args, conn_arg, str(source.local)], env, watch, io_bytes, lambda: None,
-                                    lambda: None)
+        errors = _OtherErrors(err, refused)
+        try:
+            code, text, _ = run_watched([*args, conn_arg, str(source.local)], env, watch, io_bytes, lambda: None,
+                                        errors.check, stderr=err)
+        except _Stopped as stopped:
+            code, text = 1, stopped.text
+        if refused:
+            text = errors.others(text, complete=True)
+            if code == 1 and not text.strip():
+                code = 0  # only the tolerated errors: pg_restore exits 1 for any it went past
         if code != 0:
             if "could not connect" in text or "connection to server" in text:
                 raise tool_failure("pg_restore", code, text)
@@ -71,16 +95,44 @@ def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[di
     return done
 
 
-def refuse_older_server(cfg: Config, dbname: str | None, restore_major: int) -> None:
-    """ConfigError (exit 3) before anything is written when pg_restore's jobs would send a setting the
-    server refuses: they talk to the server themselves, so the prologue cannot be filtered as the
-    one-transaction restore filters it (pg_compat)."""
-    server_num = pg_compat.server_version_num(cfg, dbname)
-    for since, line in pg_compat.REFUSED:
-        if server_num < since <= restore_major * 10000:
-            raise ConfigError(f"restore --jobs: pg_restore {restore_major} sends {line.decode()!r}, which "
-                              f"PostgreSQL {server_num // 10000} refuses",
-                              hint="restore without --jobs (one transaction; the script is adapted to the server)")
+class _Stopped(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _OtherErrors:
+    """pg_restore's errors but those of the ``refused`` setting lines (see the module docstring)."""
+
+    _ENTRY = re.compile(r"^pg_restore: ", re.MULTILINE)
+
+    def __init__(self, err: IO[bytes], refused: frozenset[bytes]) -> None:
+        self.err, self.refused = err, refused
+        self.tolerated = {f"error: could not execute query: ERROR:  unrecognized configuration parameter "
+                          f"\"{line.split()[1].decode()}\"\nCommand was: {line.decode()}" for line in refused}
+
+    def others(self, text: str, *, complete: bool) -> str:
+        """``text`` without the tolerated errors and the count of ignored ones (which counts them),
+        up to its first other error: the one --exit-on-error would have stopped at."""
+        entries = self._ENTRY.split(text)
+        if not complete:
+            entries = entries[:-1]  # the last may be half-written
+        kept = []
+        for entry in entries:
+            if entry.strip() and entry.strip() not in self.tolerated \
+                    and not entry.startswith("warning: errors ignored on restore:"):
+                kept.append(f"pg_restore: {entry}")
+                if entry.startswith("error:"):
+                    break
+        return "".join(kept)
+
+    def check(self) -> None:
+        """Every half second: an error that is not tolerated stops pg_restore, as --exit-on-error would."""
+        if not self.refused:
+            return
+        text = os.pread(self.err.fileno(), 1 << 20, 0).decode(errors="replace")
+        if "pg_restore: error:" in self.others(text, complete=False):
+            raise _Stopped(self.others(text, complete=True))
 
 
 def _psql(tools: Tools, env: dict[str, str], conn_arg: str, watch: Watchdog,

@@ -33,7 +33,7 @@ class PsqlSession:
 
     def __init__(self, psql: Path, env: dict[str, str], cfg: Config, conn_arg: str,
                  variables: dict[str, str] | None = None) -> None:
-        """``conn_arg``: the ``--dbname=`` connection string (see pg_tools.libpq_connection)."""
+        """``conn_arg``: the ``--dbname=`` connection string (see dbcli.postgres.tools.libpq_connection)."""
         args = [str(psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--no-password",
                 "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=verbose", "--set=SHOW_CONTEXT=never"]
         args += [f"--set={name}={value}" for name, value in (variables or {}).items()]

@@ -119,8 +119,9 @@ class Repository(ABC):
         """Every backup (oldest first); leftovers of unfinished runs are not backups."""
 
     @abstractmethod
-    def find_backup(self, backup_id: str | None, *, latest: bool = False) -> BackupInfo:
-        """A backup by id (``latest``: the newest complete one); NotFoundError naming what is there."""
+    def find_backup(self, backup_id: str | None, *, latest: bool = False, kind: str | None = None) -> BackupInfo:
+        """A backup by id (``latest``: the newest complete one, of ``kind`` (logical, physical) when
+        given); NotFoundError naming what is there."""
 
     @abstractmethod
     def new_id(self, profile: str, tag: str | None, when: dt.datetime) -> str:

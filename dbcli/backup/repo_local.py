@@ -135,8 +135,8 @@ class LocalRepository(Repository):
     def list_backups(self) -> list[BackupInfo]:
         return backup_store.list_backups(self.root)
 
-    def find_backup(self, backup_id: str | None, *, latest: bool = False) -> BackupInfo:
-        return backup_store.find_backup(self.root, backup_id, latest=latest)
+    def find_backup(self, backup_id: str | None, *, latest: bool = False, kind: str | None = None) -> BackupInfo:
+        return backup_store.find_backup(self.root, backup_id, latest=latest, kind=kind)
 
     def new_id(self, profile: str, tag: str | None, when: dt.datetime) -> str:
         return backup_store.new_id(profile, tag, when, self.root)

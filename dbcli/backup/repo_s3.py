@@ -29,6 +29,7 @@ from dbcli.backup import store as backup_store
 from dbcli.backup.repo import Repository, Staging
 from dbcli.backup.s3_client import S3Location, connect, translated
 from dbcli.backup.s3_io import (
+    LIST_WORKERS,
     MultipartSink,
     S3Files,
     abort_uploads,
@@ -39,6 +40,7 @@ from dbcli.backup.s3_io import (
 )
 from dbcli.backup.s3_lock import s3_locked
 from dbcli.backup.store import MANIFEST, VERIFY, BackupInfo, Clock
+from dbcli.backup.threads import for_each
 from dbcli.config.model import S3Config
 from dbcli.errors import LockedError
 
@@ -136,16 +138,18 @@ class S3Repository(Repository):
         return sorted(set(removed) | aborted)
 
     def list_backups(self) -> list[BackupInfo]:
-        found = []
-        for name in list_children(self.client, self.location_):
-            if backup_store.id_time(name) is None:
-                continue
+        names = [name for name in list_children(self.client, self.location_) if backup_store.id_time(name) is not None]
+        found: dict[str, BackupInfo] = {}
+
+        def read(name: str, _stop: threading.Event) -> None:
             raw = get_bytes(self.client, self.location_, self.location_.key(name, MANIFEST))
-            if raw is None:
-                continue  # not finished, or being pruned: not a backup
-            found.append(backup_store.backup_info(name, None, partial(backup_store.parse_manifest, raw, None),
-                                                  self._verification(name)))
-        return backup_store.sorted_backups(found)
+            if raw is not None:  # else not finished, or being pruned: not a backup
+                found[name] = backup_store.backup_info(name, None, partial(backup_store.parse_manifest, raw, None),
+                                                       self._verification(name))
+
+        # two GETs per backup, backups side by side: a repository of 100 backups lists in ~1/8 the time
+        for_each(names, read, threads=LIST_WORKERS)
+        return backup_store.sorted_backups(list(found.values()))
 
     def _verification(self, name: str) -> dict[str, Any] | None:
         raw = get_bytes(self.client, self.location_, self.location_.key(name, VERIFY))
@@ -155,9 +159,9 @@ class S3Repository(Repository):
             return None
         return data if isinstance(data, dict) else None
 
-    def find_backup(self, backup_id: str | None, *, latest: bool = False) -> BackupInfo:
+    def find_backup(self, backup_id: str | None, *, latest: bool = False, kind: str | None = None) -> BackupInfo:
         return backup_store.pick_backup(self.list_backups(), backup_id, latest=latest, where=self.location,
-                                        incomplete=self._present)
+                                        incomplete=self._present, kind=kind)
 
     def _present(self, name: str) -> bool:
         return any(True for _ in list_objects(self.client, S3Location(self.location_.bucket,

@@ -5,20 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dbcli.backup import archive_transfer, pg_dump_dir, pg_restore, pg_restore_jobs
 from dbcli.backup import citus as backup_citus
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import mongo as backup_mongo
-from dbcli.backup import pg_dump_dir, pg_restore, pg_restore_jobs
-from dbcli.backup.create import TARGETS
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.pg_restore_sql import target_has_tables
-from dbcli.backup.pg_tools import find_tools, tool_version
+from dbcli.backup.repo import Blob
+from dbcli.backup.repo_local import LocalBlob
 from dbcli.backup.repo_open import open_repository
+from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress, quiet
+from dbcli.backup.targets import check_name
 from dbcli.backup.verify import Verification, check_files, size_problem
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConflictError, NotFoundError, UsageError
 from dbcli.postgres import connection as postgres
+from dbcli.postgres.tools import find_tools, tool_version
 
 
 def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | str | None = None,
@@ -31,9 +34,22 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     Refuses a non-empty target without ``drop`` (exit 7), a damaged backup (exit 8), a pg_restore or
     target server older than the backup needs (exit 3); the caller
     turns a count mismatch into exit 8 (see ``mismatches``).
+
+    An archive pg_restore must read on a local disk (``jobs`` > 1, a directory archive) that is
+    encrypted or in object storage is fetched into a scratch directory first (archive_transfer),
+    every file checked, and removed after.
     """
+    with Scratch() as scratch:
+        return _restore(source_cfg, target_cfg, backup_id=backup_id, root=root, target=target, drop=drop,
+                        no_owner=no_owner, without_citus=without_citus, progress=progress, jobs=jobs,
+                        scratch=scratch)
+
+
+def _restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | str | None, target: str,
+             drop: bool, no_owner: bool, without_citus: bool, progress: Progress, jobs: int,
+             scratch: Scratch) -> list[dict[str, Any]]:
     repo = open_repository(source_cfg, root)
-    info = repo.find_backup(backup_id)
+    info = repo.find_backup(backup_id, kind="logical")  # "latest": the newest backup this command restores
     files = repo.files(info)
     if info.manifest is None:
         raise CheckFailedError(f"backup {info.id} is damaged: {info.problem}")
@@ -45,8 +61,7 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
         raise CheckFailedError(f"backup {info.id} is not complete (status {manifest.get('status')})")
     parts = [t for t in ("postgres", "mongo") if manifest.get(t)]
     if target != "all":
-        if target not in TARGETS:
-            raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+        check_name(target)
         if target not in parts:
             raise NotFoundError(f"backup {info.id} has no {target} dump")
         parts = [target]
@@ -58,11 +73,17 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
         wanted |= {c["bson_file"], c["metadata_file"]}
     check_files(files, {k: v for k, v in manifest["files"].items() if k in wanted}, check, strays=False)
     whole_first = "postgres" in parts and (jobs > 1 or pg_dump_dir.is_directory(manifest["postgres"]))
+    pg_source: Blob | None = None  # the archive fetched into the scratch directory
+    pg_key = key
     if whole_first:
         # pg_restore reads these itself (-j, a directory): their checksums first, before anything is written
-        if key is not None and jobs > 1:
-            raise UsageError("restore --jobs cannot read an encrypted backup: drop --jobs")
-        check_files(files, pg_dump_dir.archive_files(manifest, manifest["postgres"]["file"]), check, strays=False)
+        archive = manifest["postgres"]["file"]
+        listed = pg_dump_dir.archive_files(manifest, archive)
+        if key is None and files.blob(archive).local is not None:
+            check_files(files, listed, check, strays=False)
+        else:
+            local = archive_transfer.fetch(files, listed, archive, key, scratch.path(), check.add, progress=progress)
+            pg_source, pg_key = LocalBlob(local), None
     elif "postgres" in parts:
         # the dump's size now; its checksum while pg_restore reads it, before anything is committed
         dump = manifest["postgres"]["file"]
@@ -97,18 +118,19 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     try:
         if "postgres" in parts:
             pg = manifest["postgres"]
-            listing = (backup_citus.ListWithoutCitus(target_cfg, files.blob(pg["file"]), key)
+            source = pg_source or files.blob(pg["file"])
+            listing = (backup_citus.ListWithoutCitus(target_cfg, source, pg_key)
                        if pg.get("citus") else None)  # the target has its own extension, or none
             try:
                 if jobs > 1:
                     if distribute:
                         raise UsageError("restore --jobs cannot recreate a Citus distribution: drop --jobs")
-                    done = pg_restore_jobs.restore(target_cfg, files.blob(pg["file"]), jobs=jobs, drop=drop,
+                    done = pg_restore_jobs.restore(target_cfg, source, jobs=jobs, drop=drop, server_num=server_num,
                                                    tables=pg["tables"], no_owner=no_owner,
                                                    own_rows=pg.get("row_counts") == "own",
                                                    use_list=listing.path if listing else None, progress=progress)
                 else:
-                    done = pg_restore.restore(target_cfg, files.blob(pg["file"]), key=key, drop=drop,
+                    done = pg_restore.restore(target_cfg, source, key=pg_key, drop=drop,
                                            tables=pg["tables"], sha256=None if whole_first
                                            else manifest["files"][pg["file"]]["sha256"],
                                            server_num=server_num,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup.physical import chain as physical_chain
-from dbcli.backup.repo_local import LocalRepository
 from dbcli.backup.repo_open import open_repository
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.config.model import Config
@@ -167,6 +166,5 @@ def prune(cfg: Config, *, root: Path | str | None = None, overrides: dict[str, i
         for d in decisions:
             if not d.keep:
                 repo.remove(d.backup)
-        if isinstance(repo, LocalRepository):
-            physical_chain.prune_wal(repo.root)
+        physical_chain.prune_wal(repo)  # the archived WAL no physical backup left needs
     return decisions

@@ -5,6 +5,8 @@ about 250 ms, which no other command pays. Errors become one line and an exit co
 
 - wrong or missing credentials (InvalidAccessKeyId, SignatureDoesNotMatch, no credentials), a missing
   bucket, a read that is refused (AccessDenied): ConfigError, exit 3;
+- a bucket in another region than ``backup.s3.region`` (AuthorizationHeaderMalformed "expecting
+  'eu-west-1'", PermanentRedirect): ConfigError, exit 3, naming the region when the server says it;
 - an endpoint that does not answer within ``backup.s3.timeout`` (after 3 tries): exit 4;
 - a write the server refuses (AccessDenied, a quota): NotWritableError, exit 73; a write that fails
   part way (the server out of space, 5xx after the retries): WriteFailedError, exit 74.
@@ -31,6 +33,9 @@ from dbcli.errors import (
 _URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{0,62})(?:/(.*))?$")
 _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
                 "AuthorizationHeaderMalformed", "InvalidSecurity", "TokenRefreshRequired"}
+# the bucket is in another region than the one requests are signed for (AWS answers one of these)
+_REGION = {"PermanentRedirect", "IllegalLocationConstraintException", "AuthorizationQueryParametersError",
+           "InvalidRegion"}
 _REFUSED = {"AccessDenied", "AllAccessDisabled", "QuotaExceeded", "EntityTooLarge", "InvalidStorageClass"}
 
 
@@ -120,6 +125,21 @@ def error_code(e: BaseException) -> str | None:
     return {"404": "NoSuchKey", "412": "PreconditionFailed", "403": "AccessDenied"}.get(str(code), str(code))
 
 
+def expected_region(e: BaseException) -> str | None:
+    """The region the server says the bucket is in (AWS: the error's ``Region``, the
+    ``x-amz-bucket-region`` header, or "expecting 'eu-west-1'" in the message); None if it does not say."""
+    response = getattr(e, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error = response.get("Error") or {}
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    found = error.get("Region") or headers.get("x-amz-bucket-region")
+    if not found:
+        said = re.search(r"expecting '([a-z0-9-]+)'", str(error.get("Message") or ""))
+        found = said.group(1) if said else None
+    return str(found) if found else None
+
+
 def status(e: BaseException) -> int | None:
     response = getattr(e, "response", None)
     return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
@@ -137,6 +157,12 @@ def translate(e: BaseException, where: str, *, writing: bool = False) -> DbcliEr
                                 hint="check backup.s3.endpoint_url and that the server is up")
     if isinstance(e, be.ClientError):
         code, http = error_code(e) or "?", status(e)
+        region = expected_region(e)
+        if code in _REGION or (region is not None and (code in _CREDENTIALS or http == 301)):
+            if region is None:
+                return ConfigError(f"{where}: the S3 server refused the region ({code})", hint="check backup.s3.region")
+            return ConfigError(f"{where}: the bucket is in region {region}, not in the one configured ({code})",
+                               hint=f"set backup.s3.region: {region}")
         if code in _CREDENTIALS:
             return ConfigError(f"{where}: the S3 server refused the credentials ({code})",
                                hint="check backup.s3.access_key_id and secret_access_key")

@@ -25,6 +25,7 @@ from dbcli.errors import DbcliError, NotWritableError, WriteFailedError
 PART_SIZES = ((0, 8 << 20), (2000, 32 << 20), (8000, 128 << 20))
 IN_FLIGHT = 32 << 20  # bytes of parts being sent at once
 READ_SIZE = 1 << 20
+LIST_WORKERS = 8  # requests at once when listing backups: the client keeps 8 connections
 
 
 class MultipartSink:

@@ -10,6 +10,8 @@ Stages are the points where a caller may hook in, by appending a callable to ``S
 - ``pg_basebackup``: ``backup create --physical``: pg_basebackup has written the base backup (not yet
   verified, no manifest);
 - ``recovery``: ``backup restore --physical``: the restored server is up in ``DIR.partial``, recovering;
+- ``upload``: ``backup create --jobs`` into object storage or encrypted: the first file of the directory
+  archive is stored, the others not yet (called in the thread that stored it);
 - ``pg_restore``: ``backup restore`` has sent pg_restore's first block of SQL to psql (nothing committed).
 
 Each hook is called with the stage's name in the thread doing the work, and holds the run up for as
@@ -21,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-Stage = Literal["locked", "pg_dump", "mongo", "manifest", "pg_restore", "pg_basebackup", "recovery"]
+Stage = Literal["locked", "pg_dump", "mongo", "manifest", "pg_restore", "pg_basebackup", "recovery",
+                "upload"]
 Progress = Callable[[str], None]  # one line about the current step (the CLI shows it on a TTY)
 
 STAGE_HOOKS: list[Callable[[Stage], None]] = []

@@ -96,8 +96,7 @@ def new_id(profile: str, tag: str | None, when: dt.datetime, root: Path | Callab
 # ---- disk faults -------------------------------------------------------------------------------
 
 def disk_error(e: OSError, path: Path) -> DbcliError:
-    """A write the file system refused, as fsutil maps it: read-only or permission denied exit 73,
-    no space, quota or the file size limit exit 74; any other OSError exit 1."""
+    """A refused write as fsutil maps it: exit 73 (read-only, permission), 74 (space, quota, size), else 1."""
     return write_error(e, e.filename or path) or DbcliError(f"cannot write {path}: {e.strerror or e}")
 
 
@@ -309,19 +308,20 @@ def sorted_backups(found: list[BackupInfo]) -> list[BackupInfo]:
     return sorted(found, key=lambda b: (b.time or dt.datetime.min.replace(tzinfo=dt.UTC), b.id))
 
 
-def find_backup(root: Path, backup_id: str | None, *, latest: bool = False) -> BackupInfo:
-    """A backup by id (``latest``: the newest complete one)."""
-    return pick_backup(list_backups(root), backup_id, latest=latest, where=str(root), incomplete=partial(_in_dir, root))
+def find_backup(root: Path, backup_id: str | None, *, latest: bool = False, kind: str | None = None) -> BackupInfo:
+    """A backup by id (``latest``: the newest complete one, of ``kind`` when given)."""
+    return pick_backup(list_backups(root), backup_id, latest=latest, where=str(root), kind=kind,
+                       incomplete=partial(_in_dir, root))
 
 
 def pick_backup(backups: list[BackupInfo], backup_id: str | None, *, latest: bool, where: str,
-                incomplete: Callable[[str], bool]) -> BackupInfo:
-    """``backup_id`` (or the newest complete one); ``incomplete(id)``: something unfinished has that id."""
+                incomplete: Callable[[str], bool], kind: str | None = None) -> BackupInfo:
+    """``backup_id``, or the newest complete one (of ``kind``); ``incomplete(id)``: an unfinished one has that id."""
     if latest or backup_id == "latest":
-        complete = [b for b in backups if b.status == "ok"]
-        if not complete:
-            raise NotFoundError(f"no complete backup in {where}")
-        return complete[-1]
+        ok = [b for b in backups if b.status == "ok" and kind in (None, (b.manifest or {}).get("kind", "logical"))]
+        if not ok:
+            raise NotFoundError(f"no complete {kind + ' ' if kind else ''}backup in {where}")
+        return ok[-1]
     if not backup_id:
         raise UsageError("give a backup id or --latest")
     for b in backups:

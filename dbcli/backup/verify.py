@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,25 @@ from typing import Any
 from psycopg import sql
 
 from dbcli import __version__
+from dbcli.backup import archive_transfer, pg_dump_dir, pg_restore
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import mongo as backup_mongo
-from dbcli.backup import pg_dump_dir, pg_restore
 from dbcli.backup import store as backup_store
 from dbcli.backup.pg_archive import check_archive
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
-from dbcli.backup.pg_tools import find_tools, tool_version
 from dbcli.backup.physical import check as physical_check
+from dbcli.backup.physical import location as physical_location
 from dbcli.backup.repo import BackupFiles, Blob, Repository
-from dbcli.backup.repo_local import LocalRepository
+from dbcli.backup.repo_local import LocalBlob, LocalRepository
 from dbcli.backup.repo_open import open_repository
+from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
+from dbcli.backup.threads import for_each
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, DbcliError, UnreachableError
 from dbcli.postgres import connection as postgres
+from dbcli.postgres.tools import find_tools, tool_version
 
 
 @dataclass
@@ -90,20 +94,34 @@ class Verification:
                        hint=self.causes[0].hint or "nothing wrong was found in what could be checked")
 
 
-def check_files(files: BackupFiles, listed: dict[str, Any], result: Verification, *, strays: bool = True) -> None:
-    """Every listed file has its size and SHA-256; with ``strays``, nothing else is there."""
-    for rel, meta in sorted(listed.items()):
-        blob = files.blob(rel)
-        wrong = size_problem(blob, meta)
-        if wrong:
-            result.add("checksum", rel, False, wrong)
-        elif _sha256(blob) != meta["sha256"]:
+def check_files(files: BackupFiles, listed: dict[str, Any], result: Verification, *, strays: bool = True,
+                elsewhere: Container[str] = ()) -> None:
+    """Every listed file has its size and SHA-256 (but those checked ``elsewhere``); with ``strays``,
+    nothing else is there."""
+    wrong = {rel: size_problem(files.blob(rel), meta) for rel, meta in sorted(listed.items()) if rel not in elsewhere}
+    digests = _sha256_all(files, [rel for rel, problem in wrong.items() if problem is None])
+    for rel, problem in wrong.items():
+        if problem:
+            result.add("checksum", rel, False, problem)
+        elif digests[rel] != listed[rel]["sha256"]:
             result.add("checksum", rel, False, "checksum mismatch")
         else:
             result.add("checksum", rel, True)
     for rel in files.names() if strays else ():
         if rel not in listed:
             result.add("checksum", rel, False, "file not in the manifest")
+
+
+def _sha256_all(files: BackupFiles, names: list[str]) -> dict[str, str]:
+    """The SHA-256 of each file, two at a time (a directory archive's files, or the objects of a
+    backup in object storage, take about half the time)."""
+    digests: dict[str, str] = {}
+
+    def hash_one(name: str, _stop: threading.Event) -> None:
+        digests[name] = _sha256(files.blob(name))
+
+    for_each(names, hash_one, threads=2)
+    return digests
 
 
 def _sha256(blob: Blob) -> str:
@@ -125,7 +143,17 @@ def size_problem(blob: Blob, meta: dict[str, Any]) -> str | None:
 
 def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None = None, latest: bool = False,
            restore_test: bool = False, progress: Progress = quiet, clock: Clock = utc_now) -> Verification:
-    """Check a backup end to end; the result is also written to its ``verify.json``."""
+    """Check a backup end to end; the result is also written to its ``verify.json``.
+
+    A directory archive (``backup create --jobs``) that is encrypted or in object storage is read
+    once, into a scratch directory (archive_transfer), where pg_restore then reads it."""
+    with Scratch() as scratch:
+        return _verify(cfg, root=root, backup_id=backup_id, latest=latest, restore_test=restore_test,
+                       progress=progress, clock=clock, scratch=scratch)
+
+
+def _verify(cfg: Config, *, root: Path | str | None, backup_id: str | None, latest: bool, restore_test: bool,
+            progress: Progress, clock: Clock, scratch: Scratch) -> Verification:
     repo = open_repository(cfg, root)
     info = repo.find_backup(backup_id, latest=latest)
     files = repo.files(info)
@@ -142,14 +170,21 @@ def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None
         return result
     key = backup_crypto.manifest_key(cfg, manifest)
     progress(f"verifying checksums of {info.id}")
-    check_files(files, manifest.get("files") or {}, result)
-    damaged = {c["subject"] for c in result.checks if c["ok"] is False}
-    if manifest.get("kind") == "physical" and not damaged and isinstance(repo, LocalRepository):
-        physical_check.check(cfg, repo.root, info, restore_test=restore_test, add=result.add, skip=result.skip,
-                             progress=progress)
     pg = manifest.get("postgres")
+    fetched = (pg_dump_dir.archive_files(manifest, pg["file"]) if pg and pg_dump_dir.is_directory(pg)
+               and (key is not None or files.blob(pg["file"]).local is None) else {})
+    check_files(files, manifest.get("files") or {}, result, elsewhere=fetched)
+    pg_source, pg_key = (files.blob(pg["file"]) if pg else None), key
+    if pg and fetched:
+        local = archive_transfer.fetch(files, fetched, pg["file"], key, scratch.path(), result.add,
+                                       progress=progress)
+        pg_source, pg_key = LocalBlob(local), None
+    damaged = {c["subject"] for c in result.checks if c["ok"] is False}
+    if manifest.get("kind") == "physical" and not damaged:
+        physical_check.check(cfg, physical_location.of_repository(repo), info, restore_test=restore_test,
+                             add=result.add, skip=result.skip, progress=progress)
     tools = None
-    if pg and not damaged & set(pg_dump_dir.archive_files(manifest, pg["file"])):
+    if pg and pg_source and not damaged & set(pg_dump_dir.archive_files(manifest, pg["file"])):
         progress("postgres: reading the archive with pg_restore")
         try:
             tools = find_tools(cfg)
@@ -159,7 +194,7 @@ def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None
             tools = None
         if tools is not None:
             try:
-                check_archive(tools, files.blob(pg["file"]), key, full=True, tables=pg["tables"])
+                check_archive(tools, pg_source, pg_key, full=True, tables=pg["tables"])
                 result.add("pg_restore", pg["file"], True)
             except CheckFailedError as e:
                 result.add("pg_restore", pg["file"], False, e.message)
@@ -182,7 +217,8 @@ def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None
             result.add(check, rel, ok, "" if ok else f"{n} documents, manifest says {coll['documents']}")
     if restore_test and result.state != "failed":
         # the PostgreSQL part only with a pg_restore that could read it
-        _restore_test(cfg, files, manifest if tools else {**manifest, "postgres": None}, key, result, progress)
+        _restore_test(cfg, files, manifest if tools else {**manifest, "postgres": None}, key, result, progress,
+                      pg_source=pg_source, pg_key=pg_key)
     _record(repo, info, result, restore_test, clock)
     return result
 
@@ -193,7 +229,7 @@ def _reason(e: Exception) -> str:
 
 
 def _restore_test(cfg: Config, files: BackupFiles, manifest: dict[str, Any], key: bytes | None,
-                  result: Verification, progress: Progress) -> None:
+                  result: Verification, progress: Progress, *, pg_source: Blob | None, pg_key: bytes | None) -> None:
     """Restore into scratch databases on the same servers, compare counts, drop them.
 
     What cannot be tried (no MongoDB configured, a server that does not answer, one older than the
@@ -201,7 +237,7 @@ def _restore_test(cfg: Config, files: BackupFiles, manifest: dict[str, Any], key
     """
     scratch = f"dbcli_verify_{uuid.uuid4().hex[:10]}"
     pg = manifest.get("postgres")
-    if pg:
+    if pg and pg_source:
         subject = f"postgres {scratch}"
         progress(f"postgres: restore test into scratch database {scratch}")
         try:
@@ -214,7 +250,7 @@ def _restore_test(cfg: Config, files: BackupFiles, manifest: dict[str, Any], key
         else:
             try:
                 try:
-                    done = pg_restore.restore(cfg, files.blob(pg["file"]), key=key, drop=False, tables=pg["tables"],
+                    done = pg_restore.restore(cfg, pg_source, key=pg_key, drop=False, tables=pg["tables"],
                                              large_objects=pg.get("large_objects"), dbname=scratch, no_owner=True,
                                              own_rows=pg.get("row_counts") == "own", server_num=server_num,
                                              progress=progress)

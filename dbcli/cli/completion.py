@@ -5,7 +5,8 @@ The shell runs ``dbcli`` with ``_DBCLI_COMPLETE`` set and the command line in it
 asks :func:`completion_args` for the words already typed, so only the group being completed is
 imported, as on a normal run.
 
-Dynamic values (tables, collections, reports, profiles, backup ids) come from small library
+Option values: ``--format`` completes to the output formats. Dynamic values (tables,
+collections, reports, profiles, backup ids) come from small library
 functions, run under one deadline (:data:`DEADLINE`) with short server timeouts: a server that is
 down or stuck gives no candidates instead of a shell that hangs. A local server that is not running
 is not started for a completion. Any failure gives no candidates, never a message.
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dbcli.config.model import Config
 
 COMPLETE_VAR = "_DBCLI_COMPLETE"
@@ -65,7 +68,21 @@ def named_shell(args: list[str]) -> tuple[str, str] | None:
     """
     if len(args) == 2 and args[0] in _SCRIPT_OPTIONS and not args[1].startswith("-"):
         return args[0], args[1]
+    if args == ["--install-completion"] and _detected_shell() == "fish":
+        return args[0], "fish"  # Typer's own install would write under ~/.config whatever XDG_CONFIG_HOME says
     return None
+
+
+def _detected_shell() -> str | None:
+    """The shell ``dbcli`` runs from, detected as Typer does (shellingham, from the process tree)."""
+    try:
+        import shellingham  # type: ignore[import-untyped]  # Typer's dependency, no type hints
+    except ImportError:  # typer-slim comes without it: Typer's options then detect nothing either
+        return None
+    try:
+        return str(shellingham.detect_shell()[0])
+    except shellingham.ShellDetectionFailure:
+        return None
 
 
 def run_named(option: str, shell: str) -> None:
@@ -79,9 +96,26 @@ def run_named(option: str, shell: str) -> None:
     if option == "--show-completion":
         print(get_completion_script(prog_name="dbcli", complete_var=COMPLETE_VAR, shell=shell))
         return
-    _, path = install(shell=shell, prog_name="dbcli", complete_var=COMPLETE_VAR)
+    if shell == "fish":
+        path = install_fish(get_completion_script(prog_name="dbcli", complete_var=COMPLETE_VAR, shell=shell))
+    else:
+        _, path = install(shell=shell, prog_name="dbcli", complete_var=COMPLETE_VAR)
     print(f"{shell} completion installed in {path}")
     print("Completion will take effect once you restart the terminal")
+
+
+def install_fish(script: str) -> Path:
+    """Write fish's script where fish reads it: ``$XDG_CONFIG_HOME/fish/completions`` (Typer's
+    install always takes ``~/.config``, which a fish with XDG_CONFIG_HOME set never reads)."""
+    from dbcli.config.paths import xdg
+    from dbcli.fsutil import atomic_write, write_errors_mapped
+
+    path = xdg("XDG_CONFIG_HOME", ".config") / "fish" / "completions" / "dbcli.fish"
+    with write_errors_mapped(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        fh.write(f"{script}\n")
+    return path
 
 
 def _split(text: str) -> list[str]:
@@ -92,6 +126,13 @@ def _split(text: str) -> list[str]:
 
 
 # ---- dynamic values: each callback takes (ctx, incomplete) as Typer's autocompletion= expects ----
+
+def formats(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The output formats every data-printing command takes (``--format``/``-f``)."""
+    from dbcli.output import FORMATS
+
+    return [f for f in FORMATS if f.startswith(incomplete.lower())]
+
 
 def profiles(ctx: typer.Context, incomplete: str) -> list[str]:
     from dbcli.config.load import profile_names

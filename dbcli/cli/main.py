@@ -43,7 +43,7 @@ def root(
     profile: Annotated[str | None, typer.Option("--profile", "-p", help="Profile to use (else $DBCLI_PROFILE, "
                        "default_profile).", show_default=False, autocompletion=completion.profiles)] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format for every "
-                   "command: table, json, jsonl, csv.", show_default=False)] = None,
+                   "command: table, json, jsonl, csv.", show_default=False, autocompletion=completion.formats)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also $NO_COLOR).")] = False,

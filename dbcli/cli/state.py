@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbcli.cli import completion
+
 if TYPE_CHECKING:
     from dbcli.config.model import Config
     from dbcli.output import Output
@@ -15,7 +17,7 @@ FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help="Output format: table, json, jsonl or csv "
                  "(default: table on a TTY, json otherwise; or $DBCLI_FORMAT).",
-                 show_default=False),
+                 show_default=False, autocompletion=completion.formats),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (for cron).")]
 

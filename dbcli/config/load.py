@@ -28,6 +28,7 @@ from dbcli.config.model import (
     ReportsConfig,
     SchemaConfig,
 )
+from dbcli.config.mongo_topology import check_mongo_topology
 from dbcli.config.paths import cache_home, config_home, profile_data_dir
 from dbcli.config.secrets import read_secret, with_password
 from dbcli.config.typed import Where, build, interpolate, suggest, unknown_key
@@ -125,6 +126,7 @@ def _build(profile: str, source: Path | None, merged: dict[str, Any], where: Whe
     if mongo.engine is not None and mongo.engine not in MONGO_ENGINES:
         raise ConfigError(f"{where('mongo.engine')}: must be one of {', '.join(MONGO_ENGINES)}, got {mongo.engine!r}",
                           hint=suggest(mongo.engine, MONGO_ENGINES))
+    check_mongo_topology(mongo, where)
     mongo.data_dir = str(Path(mongo.data_dir).expanduser())
     if mongo.password_file and mongo.uri:
         mongo.uri = with_password(mongo.uri, read_secret(mongo.password_file, "mongo.password_file"),

@@ -89,8 +89,13 @@ class MongoConfig(Section):
     server_selection_timeout: float | None = field(default=None, metadata=limits(0))  # None: connect_timeout
     socket_timeout: float = field(default=60.0, metadata=limits(0))  # 0: no limit
     timeout: float | None = field(default=None, metadata=limits(0))  # pymongo's timeoutMS; None: none
+    # consistency and topology (checked by config.mongo_topology); None: the driver's default
     write_concern: str | int | None = None
     read_preference: str | None = None
+    read_concern: str | None = None
+    retry_writes: bool = True
+    retry_reads: bool = True
+    transactions: str = "auto"  # auto: where the server has them (replica set, mongos); off: never
 
     @property
     def configured(self) -> bool:
@@ -184,6 +189,9 @@ class MailConfig(Section):
     # rows shown in the mail's body; all of them are in the CSV attachment. Readers clip long
     # mails (Gmail past ~100 kB of HTML) and a page of 100k rows takes minutes to build
     body_rows: int = field(default=100, metadata=limits(0))
+    # a UTF-8 byte order mark at the start of the CSV attachment: without it Excel, which opens
+    # a double-clicked CSV in the machine's legacy code page, garbles every non-ASCII character
+    csv_bom: bool = True
 
 
 @dataclass(repr=False, eq=False)

@@ -1,10 +1,12 @@
 """A report run as a mail: the HTML page as the body, the table as plain text for mail readers
-that show no HTML, and the rows as a CSV attachment equal to ``report run -f csv``.
+that show no HTML, and the rows as a CSV attachment equal to ``report run -f csv`` (after a UTF-8
+byte order mark, unless ``mail.csv_bom`` is off: Excel reads a CSV without one in a legacy code page).
 
 The body shows the first ``mail.body_rows`` rows; the attachment always holds all of them."""
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
@@ -51,7 +53,12 @@ def build(cfg: MailConfig, report: Report, values: Mapping[str, Any], result: Re
         html=html.page(report, values, result, chart=chart, chart_label=chart_label, limit=cfg.body_rows,
                        footnote=where),
         text=plain_text(report, values, result, cfg.body_rows, where),
-        attachments=[Attachment(attached, "text/csv", csv_text(result.rows, result.columns).encode("utf-8"))])
+        attachments=[Attachment(attached, "text/csv", csv_attachment(cfg, result))])
+
+
+def csv_attachment(cfg: MailConfig, result: ReportResult) -> bytes:
+    data = csv_text(result.rows, result.columns).encode("utf-8")
+    return codecs.BOM_UTF8 + data if cfg.csv_bom else data
 
 
 def plain_text(report: Report, values: Mapping[str, Any], result: ReportResult, limit: int, footnote: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbcli.config.model import Config
+from dbcli.config.mongo_topology import driver_options
 from dbcli.config.redact import redact_text
 from dbcli.errors import (
     ConfigError,
@@ -53,11 +54,7 @@ def client(cfg: Config, **overrides: Any) -> MongoClient[dict[str, Any]]:
     }
     if m.timeout:
         options["timeoutMS"] = milliseconds(m.timeout)
-    if cfg.mongo.write_concern is not None:
-        wc = cfg.mongo.write_concern
-        options["w"] = int(wc) if isinstance(wc, str) and wc.isdigit() else wc
-    if cfg.mongo.read_preference:
-        options["readPreference"] = cfg.mongo.read_preference
+    options.update(driver_options(m))
     options.update(overrides)
     try:
         return MongoClient(uri(cfg), **options)

@@ -12,6 +12,7 @@ Bulk import and export live in ``importer`` and ``exporter``; parsing of what th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from dbcli.mongo.collections import existing, note_write
 from dbcli.mongo.connection import max_document_size, session, too_large, translated
 from dbcli.mongo.json_schema import Problem, schema_checker
 from dbcli.mongo.query import Query, check_name, check_query
+from dbcli.mongo.topology import atomic
 from dbcli.output import to_json
 
 # documents updated per request once they were validated one by one (the ids go into an $in)
@@ -68,10 +70,15 @@ def insert(cfg: Config, name: str, docs: list[dict[str, Any]], *, lines: list[in
     stored = prepare(cfg, name, docs, where=where)
     with session(cfg) as db, translated(stored):
         check_sizes(stored, max_document_size(db), where or (lambda i: f"document {i + 1}"))
+        in_transaction = False
         try:
-            db[name].insert_many(stored, ordered=True)
+            # all or nothing where the server has transactions (a replica set, mongos); one
+            # document is atomic anyway, and asking the server costs a round trip
+            with atomic(cfg, db.client) if len(stored) > 1 else nullcontext() as s:
+                in_transaction = s is not None
+                db[name].insert_many(stored, ordered=True, session=s)
         except BulkWriteError as e:
-            done = int(e.details.get("nInserted", 0))
+            done = 0 if in_transaction else int(e.details.get("nInserted", 0))
             if done:
                 note_write(cfg, name)
             raise _write_error(e, lines, done) from None

@@ -19,7 +19,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbcli.config.model import Config
 from dbcli.errors import ConfigError, UnreachableError
@@ -30,6 +30,8 @@ from dbcli.servers import registry
 if TYPE_CHECKING:
     import subprocess
 
+    import psycopg
+
 # secrets, socket, subprocess, tempfile and warnings are imported where a node is created or
 # started: every command on the profile passes through ensure_running, whose fast path reads
 # pid files only (as the embedded server's does)
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 PASSWORD_FILE = "superuser-password"
 INSTALL_ENV = "DBCLI_CITUS_HOME"
+# PBKDF2 rounds of the nodes' SCRAM verifier (store_verifier says why so few)
+SCRAM_ITERATIONS = 16
 START_TIMEOUT = 120  # seconds for pg_ctl start -w (three servers share two cores in CI)
 # settings every node gets; Citus needs its library preloaded and prepared transactions (2PC)
 NODE_SETTINGS = {
@@ -232,6 +236,9 @@ def _prepare(servers: list[embedded.RunningServer], dbname: str, password: str) 
     from psycopg.conninfo import make_conninfo
 
     for server in servers:
+        # in the maintenance database: a role is the node's, and there Citus does not propagate it
+        with psycopg.connect(make_conninfo(**server.conninfo("postgres")), autocommit=True) as conn:
+            store_verifier(conn, password)
         embedded.ensure_database(server, dbname)
         with psycopg.connect(make_conninfo(**server.conninfo(dbname)), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
@@ -247,3 +254,23 @@ def _prepare(servers: list[embedded.RunningServer], dbname: str, password: str) 
         for worker in workers:
             if worker.port not in known:
                 conn.execute("SELECT citus_add_node(%s, %s)", (HOST, worker.port))
+
+
+def store_verifier(conn: psycopg.Connection[Any], password: str, iterations: int = SCRAM_ITERATIONS) -> None:
+    """Store the superuser's SCRAM verifier with ``iterations`` rounds (SCRAM_ITERATIONS, not initdb's 4096).
+
+    Every query that reaches a worker from a new coordinator session opens a connection to it, and
+    the coordinator then derives the SCRAM key: 4096 rounds of PBKDF2 cost 3-4 ms on this
+    machine's cores, as much as the routed query itself (bench/bench_citus.py). The rounds slow
+    down guessing a human password from a stolen verifier; this password is 144 random bits,
+    which no number of rounds makes weaker or stronger. The verifier, not the password, is sent.
+    """
+    from psycopg import sql  # loaded already by the caller (the start path)
+
+    if conn.info.server_version < 160000:  # scram_iterations is PostgreSQL 16's
+        return
+    conn.execute("SELECT set_config('scram_iterations', %s, false)", (str(iterations),))
+    # libpq hashes with the iterations the server reported (scram_iterations is GUC_REPORT)
+    verifier = conn.pgconn.encrypt_password(password.encode(), embedded.SUPERUSER.encode(), b"scram-sha-256")
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(embedded.SUPERUSER),
+                                                            sql.Literal(verifier.decode())))

@@ -29,7 +29,8 @@ TRUE_TEXT = frozenset({"t", "true", "y", "yes", "on", "1"})
 FALSE_TEXT = frozenset({"f", "false", "n", "no", "off", "0"})
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as error messages quote it: its repr, cut to 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -66,7 +67,7 @@ def converter_for(col: Column) -> Converter:
 
 
 def _bad(label: str, value: Any, why: str = "invalid input") -> ValueError:
-    return ValueError(f"{why} for {label}: {_show(value)}")
+    return ValueError(f"{why} for {label}: {shown(value)}")
 
 
 def _int_converter(label: str, lo: int, hi: int) -> Converter:

@@ -7,15 +7,14 @@ encrypted columns are exported row by row instead, so the values can be decrypte
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from psycopg import sql
 
 from dbcli.errors import InvalidInputError, UsageError
-from dbcli.output import Output, cell_text, to_json
+from dbcli.output import Output, cell_text
+from dbcli.postgres.copy_json import copy_json
 from dbcli.postgres.copy_out import copy_to
 from dbcli.postgres.csv_options import CsvOptions
 from dbcli.postgres.tables import Filter, TableGateway
@@ -50,49 +49,9 @@ def _export_copy(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[
         # the server converts to the file's encoding: no Python work per row
         statement = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, options.copy_options(encoding=True))
         return copy_to(gw.conn, statement, sink, params or None)
-    # CSV framing with quote and delimiter bytes that JSON text never contains raw (row_to_json
-    # escapes control characters), so each line is the JSON object exactly as the server wrote it
-    statement = sql.SQL("COPY (SELECT row_to_json(r) FROM ({}) r) TO STDOUT "
-                        "(FORMAT csv, QUOTE {}, DELIMITER {})").format(select, sql.Literal("\x01"),
-                                                                      sql.Literal("\x02"))
-    write: Callable[[bytes], Any] = sink.write
-    if fmt == "json":
-        array = _JsonArray(sink)
-        write = array.write
-    if any(gw.table.columns[c].base_type in _JSON_TYPES for c in columns or gw.table.columns if c in gw.table.columns):
-        write = _compacting(write)
-    count = copy_to(gw.conn, statement, write, params or None)
-    if fmt == "json":
-        array.close()
-    return count
-
-
-def _compacting(write: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    """JSON lines re-encoded in dbcli's compact form before ``write``: row_to_json embeds json and
-    jsonb values in PostgreSQL's own text form ({"k": 1, "n": [1, 2]}). Numbers keep their exact text."""
-    def compact(chunk: bytes) -> None:
-        write(b"\n".join(to_json(json.loads(line, parse_float=Decimal)).encode() if line else line
-                         for line in chunk.split(b"\n")))
-    return compact
-
-
-class _JsonArray:
-    """JSON lines in (whole lines per write), one JSON array out, streaming."""
-
-    def __init__(self, sink: IO[bytes]) -> None:
-        self.sink = sink
-        self.first = True
-        sink.write(b"[")
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        self.sink.write(b"\n" if self.first else b",\n")
-        self.first = False
-        self.sink.write(data[:-1].replace(b"\n", b",\n"))  # every chunk ends with its line's \n
-
-    def close(self) -> None:
-        self.sink.write(b"]\n" if self.first else b"\n]\n")
+    compact = any(gw.table.columns[c].base_type in _JSON_TYPES
+                  for c in columns or gw.table.columns if c in gw.table.columns)
+    return copy_json(gw.conn, select, sink, fmt, compact=compact, params=params)
 
 
 def _export_rows(gw: TableGateway, sink: IO[bytes], fmt: str, filters: Sequence[Filter],

@@ -1,11 +1,12 @@
 """Bulk import (COPY FROM STDIN) of a file or stdin into a table.
 
 Import streams through COPY in the caller's transaction, so a file goes in whole or not at all.
-Every value is checked client-side against its column's type first, so a bad value is reported
-with its line and column; what only the server can check (constraints, unusual date text) is
-mapped back to the line through the COPY row number. CSV takes a fast path
-(:mod:`dbcli.postgres.copy_csv`); JSON records are converted one by one here and sent with
-``write_row``. ``--upsert`` copies into a temporary staging table and merges with INSERT ... ON
+CSV takes a fast path (:mod:`dbcli.postgres.copy_csv`): its text goes to COPY as it is, COPY
+checks the cells, and its error is told with the line and column as the client-side checks tell
+theirs. JSON records are converted one by one here (every value checked against its column's
+type, so a bad value is reported with its line and column) and sent with ``write_row``; what only
+the server can check (constraints, unusual date text) is mapped back to the line through COPY's
+line number. ``--upsert`` copies into a temporary staging table and merges with INSERT ... ON
 CONFLICT (:mod:`dbcli.postgres.copy_load`).
 """
 

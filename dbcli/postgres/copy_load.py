@@ -21,7 +21,9 @@ from dbcli.postgres.tables import TableGateway, bump_sequences
 
 
 class LineNumbers(Protocol):
-    """COPY row number (0-based) -> the source line it came from."""
+    """COPY's line number (0-based) -> the source line it came from (IndexError: no such line);
+    ``len()`` is the number of rows sent. COPY counts one line a row, except in CSV with line
+    breaks inside quotes (:class:`dbcli.postgres.csv_batches.LineMap`)."""
 
     def __len__(self) -> int: ...
 
@@ -72,7 +74,9 @@ class Load:
 
     def finish(self) -> ImportResult:
         gw, table = self.gw, self.gw.table
-        result = ImportResult(table=table.display, rows=len(self.lines))
+        # COPY's own count: a CSV batch sent as it is counts lines, not telling records apart
+        rows = self.cur.rowcount if self.cur.rowcount >= 0 else len(self.lines)
+        result = ImportResult(table=table.display, rows=rows)
         if self.key is None:
             result.inserted = result.rows
         else:
@@ -86,17 +90,28 @@ class Load:
 
 
 def placed_error(err: DbcliError, e: Exception, lines: LineNumbers, label: str, table: Table) -> DbcliError:
-    """The server's error with the COPY row number turned back into the source line."""
+    """The server's error with COPY's line number turned back into the source line."""
     diag = getattr(e, "diag", None)
     m = _COPY_CONTEXT.search(getattr(diag, "context", None) or "")
-    if not m or not 0 < int(m["line"]) <= len(lines):
+    line = source_line(lines, int(m["line"])) if m else None
+    if m is None or line is None:
         return err
-    where = f"{label} {lines[int(m['line']) - 1]}"
+    where = f"{label} {line}"
     column = (m["column"] or "").strip() or getattr(diag, "column_name", None)
     if column and column in table.columns:
         where += f", column {column}"
     message = getattr(diag, "message_primary", None) or err.message
     return type(err)(f"{where}: {message}", hint=err.hint, sqlstate=err.sqlstate)
+
+
+def source_line(lines: LineNumbers, copy_line: int) -> int | None:
+    """The source line of COPY's line ``copy_line`` (1-based, as COPY names it), if it sent one."""
+    if copy_line < 1:
+        return None
+    try:
+        return lines[copy_line - 1]
+    except IndexError:
+        return None
 
 
 @dataclass(frozen=True)

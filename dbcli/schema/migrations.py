@@ -24,7 +24,7 @@ from dbcli.errors import ConflictError, DbcliError, InvalidInputError, LockedErr
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.errors import errors_translated, translate
 from dbcli.schema.files import Migration, migrations
-from dbcli.schema.statements import error_line, locate
+from dbcli.schema.statements import error_line, has_statement, locate
 
 TABLE = "dbcli_schema_migrations"
 # pg_advisory_lock key shared by every dbcli process: the bytes "dbcli-sc" as a positive bigint
@@ -58,7 +58,9 @@ def pending(cfg: Config) -> list[Migration]:
     with postgres.connect(cfg, autocommit=True) as conn, errors_translated(cfg):
         applied = _applied_rows(conn)
     _check_checksums(files, applied)
-    return [m for m in files if m.version not in applied]
+    todo = [m for m in files if m.version not in applied]
+    check_not_empty(todo)
+    return todo
 
 
 def apply_pending(cfg: Config, say: Notify) -> list[AppliedMigration]:
@@ -74,6 +76,7 @@ def apply_pending(cfg: Config, say: Notify) -> list[AppliedMigration]:
             conn.execute(CREATE_TABLE)
             applied = _applied_rows(conn)
         _check_checksums(files, applied)
+        check_not_empty([m for m in files if m.version not in applied])
         done: list[AppliedMigration] = []
         for m in files:
             if m.version in applied:
@@ -114,6 +117,19 @@ def _check_checksums(files: list[Migration], applied: dict[str, dict[str, Any]])
         if row is not None and row["checksum"] != m.checksum:
             raise ConflictError(f"migration {display_path(m.path)} changed after it was applied; nothing was applied",
                                 hint="restore the applied file and put the change in a new migration")
+
+
+def check_not_empty(todo: list[Migration]) -> None:
+    """Refuse a pending file with no statement (``schema new``'s header alone) before anything runs.
+
+    Applied, it would be recorded with the empty file's checksum: the change written into it later
+    would then count as an edited history (exit 7) instead of a pending migration.
+    """
+    for m in todo:
+        if not has_statement(m.sql):
+            raise InvalidInputError(f"migration {display_path(m.path)} has no SQL statement, only comments; "
+                                    "nothing was applied",
+                                    hint="write the change into it, or delete it, then run schema apply again")
 
 
 def run_migration(cfg: Config, conn: psycopg.Connection, m: Migration,

@@ -15,6 +15,7 @@ from dbcli.schema.files import CollectionSpec, collection_specs
 # what another process applying the same schema at the same moment makes a step fail with:
 # NamespaceExists, IndexAlreadyExists, IndexOptionsConflict, IndexKeySpecsConflict
 DONE_BY_ANOTHER = {48, 68, 85, 86}
+DEADLOCK_RETRIES = 5
 VALIDATORS_NOTE = ("note: this MongoDB-wire server does not support collection validators (FerretDB); "
                    "dbcli validates every document it writes against the same JSON Schema client-side")
 
@@ -47,16 +48,22 @@ def apply_concurrently(db: Any, specs: dict[str, CollectionSpec]) -> tuple[list[
     A step another process has just done fails (NamespaceExists, or an index conflict when the
     other created the same index); the plan is then read again, and what is now present drops
     out of it. A failure that leaves the plan as long as before is a real conflict (an index of
-    the same keys under another name, say) and is raised.
+    the same keys under another name, say) and is raised. FerretDB 2.x (DocumentDB) may also make
+    one of several concurrent steps a PostgreSQL deadlock victim (InternalError "deadlock
+    detected"): that step did nothing and is tried again, a few times.
     """
     # pymongo costs about 125 ms to import: `schema apply` loads this module even for PostgreSQL alone
     from pymongo.errors import OperationFailure
 
     left = _creations(db, specs)
+    deadlocks = 0
     while True:
         try:
             return validation.apply(db, specs)
         except OperationFailure as e:
+            if e.code == 1 and "deadlock detected" in str(e) and deadlocks < DEADLOCK_RETRIES:
+                deadlocks += 1
+                continue
             if e.code not in DONE_BY_ANOTHER:
                 raise
             now = _creations(db, specs)

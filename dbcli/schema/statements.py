@@ -52,6 +52,11 @@ def locate(conn: psycopg.Connection, text: str, sqlstate: str | None) -> int | N
                 conn.execute("ROLLBACK")
 
 
+def has_statement(text: str) -> bool:
+    """Whether ``text`` holds SQL to run: not only comments, blank lines and empty ``;``."""
+    return any(start >= 0 and text[start:end].rstrip(";").strip() for start, end in split_statements(text))
+
+
 _DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 

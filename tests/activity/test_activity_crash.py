@@ -146,6 +146,7 @@ def _layout(act: ActivityEnv, hour: dt.datetime) -> list[tuple[int, int]]:
 
 def test_guarded_bucket_writes_replan_when_another_writer_got_there_first(act: ActivityEnv, load_cfg: object) -> None:
     from dbcli.shop.activity.buckets import BucketWriter
+    from dbcli.shop.activity.model import bucket_id
     from dbcli.shop.activity.session import open_session
 
     hour = BASE.replace(minute=0)
@@ -164,9 +165,11 @@ def test_guarded_bucket_writes_replan_when_another_writer_got_there_first(act: A
 
         later = hour + dt.timedelta(hours=1)
         mine.load([(1, later.strftime("%Y-%m-%dT%H"))])  # we believe that hour has no bucket yet
-        s.db.activity_buckets.insert_one({"user_id": 1, "hour": later.strftime("%Y-%m-%dT%H"), "seq": 0,
-                                          "count": 1, "events": [{"event_id": "x3", "type": "login", "ts": later}]})
-        mine.add(_events(later, range(10, 13)))  # our insert of seq 0 collides: appended instead
+        # another writer opens seq 0 of that hour first (its _id derived from the key, as ours)
+        s.db.activity_buckets.insert_one({"_id": bucket_id(1, later.strftime("%Y-%m-%dT%H"), 0), "user_id": 1,
+                                          "hour": later.strftime("%Y-%m-%dT%H"), "seq": 0, "count": 1,
+                                          "events": [{"event_id": "x3", "type": "login", "ts": later}]})
+        mine.add(_events(later, range(10, 13)))  # our insert of seq 0 collides on _id: appended instead
         assert _layout(act, later) == [(0, 4)]
 
 

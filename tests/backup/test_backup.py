@@ -562,9 +562,9 @@ def test_partitions_and_inheritance_are_counted_once(cli: Any, pg_config: dict[s
 def test_archive_check_by_oid_and_by_name_for_older_manifests(made_backup: MadeBackup, tmp_path: Path) -> None:
     from dbcli.backup import store as backup_store
     from dbcli.backup.pg_archive import check_archive
-    from dbcli.backup.pg_tools import find_tools
     from dbcli.config.load import load_config
     from dbcli.errors import CheckFailedError
+    from dbcli.postgres.tools import find_tools
 
     root = made_backup.copy_to(tmp_path)
     pg = backup_store.read_manifest(root / made_backup.id)["postgres"]

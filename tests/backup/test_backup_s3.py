@@ -4,6 +4,7 @@ server (Versity S3 Gateway, tests/fix_s3.py): the round trip, kill -9, the lock,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.backup import test_backup as logical
+from tests.backup import test_backup_jobs as jobs_tests
 from tests.backup.test_backup_process import Running
 from tests.fix_backup import TEST_KEY, profile_settings
 from tests.fix_mongo import MongoServer
@@ -20,6 +22,8 @@ from tests.fix_s3 import SECRET_KEY, S3Server, free_port
 from tests.helpers import write_config
 
 empty_target = logical.empty_target  # the fixture, shared with the local round trip
+scratch_root = jobs_tests.scratch_root  # the fixture: TMPDIR of the test
+scratch_dirs = jobs_tests.scratch_dirs
 
 
 def _s3_settings(server: S3Server, bucket: str, **extra: Any) -> dict[str, Any]:
@@ -427,3 +431,73 @@ def test_a_run_that_lost_its_lock_records_no_backup(s3_server: S3Server, s3_buck
     assert repo.list_backups() == []
     lock = json.loads(s3_server.client().get_object(Bucket=s3_bucket, Key="dbcli/.lock")["Body"].read())
     assert lock["owner"] == "other"  # the release left the other run's lock alone
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_jobs_round_trip_in_a_bucket(cli: Any, seeded: Any, tmp_path: Path, pg_server: PgServer,
+                                     mongo_server: MongoServer, s3_server: S3Server, s3_bucket: str,
+                                     empty_target: tuple[str, str], scratch_root: Path, encrypted: bool) -> None:
+    """backup create --jobs into object storage: pg_dump -j into a scratch directory, each file uploaded
+    (encrypted with a key); verify and restore read them into a scratch directory, removed after."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    src_db = conninfo_to_dict(seeded.postgres.dsn)["dbname"]
+    backup = _s3_settings(s3_server, s3_bucket, **({"encryption_key": TEST_KEY} if encrypted else {}))
+    write_config(tmp_path / "dbcli.yaml", {"backup": backup, "profiles": {
+        "src": profile_settings(pg_server, src_db, mongo_server, seeded.mongo.database),
+        "dst": profile_settings(pg_server, empty_target[0], mongo_server, empty_target[1])}})
+    made = cli("-p", "src", "backup", "create", "--target", "postgres", "--jobs", "2", "-f", "json")
+    assert made.exit_code == 0, made.stderr
+    backup_id = made.json()["id"]
+    manifest = json.loads(s3_server.client().get_object(Bucket=s3_bucket, Key=f"dbcli/{backup_id}/manifest.json")
+                          ["Body"].read())
+    archive = f"dbcli/{backup_id}/{manifest['postgres']['file']}/"
+    stored = [k for k in s3_server.keys(s3_bucket) if k.startswith(archive)]
+    assert archive + "toc.dat" + (".enc" if encrypted else "") in stored and len(stored) > 2
+    assert {f"dbcli/{backup_id}/{rel}" for rel in manifest["files"]} == set(stored)
+    assert s3_server.uploads(s3_bucket) == [] and scratch_dirs(scratch_root) == []
+
+    checked = cli("-p", "src", "backup", "verify", backup_id, "--restore-test", "-f", "json")
+    assert checked.exit_code == 0, checked.stderr
+    assert {c["check"] for c in checked.json()} == {"manifest", "checksum", "pg_restore", "restore-test"}
+    assert len([c for c in checked.json() if c["check"] == "checksum"]) == len(stored)
+    jobs = ["--jobs", "2"]
+    restored = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "--target", "postgres", *jobs,
+                   "-f", "json")
+    assert restored.exit_code == 0, restored.stderr
+    assert all(r["ok"] for r in restored.json())
+    assert logical._pg_counts(pg_server, empty_target[0]) == logical._pg_counts(pg_server, src_db)
+    assert scratch_dirs(scratch_root) == []
+
+    # a damaged object: verify and restore name it, before pg_restore reads anything
+    victim = max(stored, key=lambda k: s3_server.client().head_object(Bucket=s3_bucket, Key=k)["ContentLength"])
+    body = s3_server.client().get_object(Bucket=s3_bucket, Key=victim)["Body"].read()
+    s3_server.client().put_object(Bucket=s3_bucket, Key=victim, Body=body[:-100] + bytes(100))
+    damaged = cli("-p", "src", "backup", "verify", backup_id)
+    assert damaged.exit_code == 8 and "checksum mismatch" in damaged.stderr, damaged.stderr
+    assert victim.rsplit("/", 1)[-1] in damaged.stderr
+    again = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "--target", "postgres", "--drop",
+                *jobs)
+    assert again.exit_code == 8 and "damaged" in again.stderr, again.stderr
+    assert scratch_dirs(scratch_root) == []
+
+
+def test_kill_during_a_jobs_upload_lists_nothing_and_the_next_run_cleans(cli: Any, s3_profile: str, tmp_path: Path,
+                                                                         s3_server: S3Server,
+                                                                         scratch_root: Path) -> None:
+    run = Running(["backup", "create", "--target", "postgres", "--jobs", "2"], "upload", tmp_path)
+    run.wait_for("dbcli-test: paused at upload")
+    run.kill()
+    assert any(k.endswith("toc.dat") or k.endswith(".dat.gz") for k in s3_server.keys(s3_profile))  # part-way
+    assert len(scratch_dirs(scratch_root)) == 1  # the killed run's dump: it could not remove it
+    listed = cli("backup", "list", "-f", "json")
+    assert (listed.exit_code, listed.json()) == (0, [])
+
+    again = cli("backup", "create", "--target", "postgres", "--jobs", "2", "-f", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["cleaned_leftovers"] >= 1
+    assert scratch_dirs(scratch_root) == []
+    assert s3_server.uploads(s3_profile) == []
+    prefixes = {k.split("/")[1] for k in s3_server.keys(s3_profile) if k.count("/") >= 2}
+    assert prefixes == {again.json()["id"]}
+    assert [r["status"] for r in cli("backup", "list", "-f", "json").json()] == ["ok"]

@@ -1,16 +1,12 @@
-"""The client tools' plumbing: psql's errors mapped as driver errors are, and the connection that
-pg_dump, pg_restore and psql get (keywords in argv, the password in a passfile)."""
+"""The client tools' errors: psql's mapped as driver errors are (finding the tools and their
+connection: tests/postgres/test_tools.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
-from dbcli.backup.pg_tools import libpq_connection
 from dbcli.backup.psql_session import psql_error
-from dbcli.errors import ConfigError, DbcliError, InvalidInputError, NotFoundError, UnreachableError
+from dbcli.errors import DbcliError, InvalidInputError, NotFoundError, UnreachableError
 
 
 @pytest.mark.parametrize(("stderr", "kind", "message"), [
@@ -37,17 +33,3 @@ def test_psql_errors_map_like_driver_errors(stderr: str, kind: type[DbcliError],
     assert type(error) is kind
     assert error.message == message
 
-
-def test_tools_get_keywords_in_argv_and_the_password_in_a_passfile() -> None:
-    params = {"host": "/tmp/a b", "dbname": "it's", "user": "back\\slash", "password": "s3cret", "passfile": "/x",
-              "application_name": "dbcli"}
-    with libpq_connection(params) as (env, arg):
-        assert arg.startswith("--dbname=") and "s3cret" not in arg
-        assert conninfo_to_dict(arg.removeprefix("--dbname=")) == {
-            k: v for k, v in params.items() if k not in ("password", "passfile")}
-        passfile = Path(env["PGPASSFILE"])
-        assert passfile.read_text() == "*:*:*:*:s3cret\n" and passfile.stat().st_mode & 0o777 == 0o600
-    assert not passfile.exists()
-    with pytest.raises(ConfigError, match="'sslpassword' cannot be passed"), \
-            libpq_connection({"host": "h", "sslpassword": "x"}):
-        pass

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from tests.backup.test_backup_process import Running
-from tests.fix_pitr import ArchivingPg
+from tests.fix_pitr import ArchivingPg, PitrServer
 from tests.helpers import Result, run_entry, write_config
 
 
-def restored_rows(pg: ArchivingPg, data_dir: Path, query: str) -> list[tuple[Any, ...]]:
+def restored_rows(pg: PitrServer, data_dir: Path, query: str) -> list[tuple[Any, ...]]:
     """Start the restored cluster for a moment and run ``query`` there."""
     import psycopg
 
@@ -105,7 +105,11 @@ def test_a_logical_restore_of_a_physical_backup_is_refused(cli: Callable[..., Re
 @pytest.mark.pg(">= 17")
 def test_incremental_is_smaller_and_restores_the_same_data(cli: Callable[..., Result], pitr_profile: ArchivingPg,
                                                            tmp_path: Path) -> None:
-    pg = pitr_profile
+    incremental_round_trip(cli, pitr_profile, tmp_path)
+
+
+def incremental_round_trip(cli: Callable[..., Result], pg: PitrServer, tmp_path: Path) -> None:
+    """A full backup, changes, an incremental one (less than half its size) restored: the same rows."""
     pg.sql("CREATE TABLE pitr_incr (id int, pad text)")
     pg.sql("INSERT INTO pitr_incr SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")
     full = make_backup(cli)
@@ -252,8 +256,37 @@ def test_kill_during_recovery_leaves_no_data_dir(cli: Callable[..., Result], pit
     target = tmp_path / "restored"
     run = Running(["backup", "restore", "--physical", "--latest", "--data-dir", str(target)], "recovery", tmp_path)
     run.wait_for("dbcli-test: paused at recovery")
-    run.kill()  # the temporary server it started runs on, in restored.partial
-    assert not target.exists() and (tmp_path / "restored.partial" / "postmaster.pid").exists()
+    run.kill()  # the temporary server it started in restored.partial: its watchdog stops it
+    assert not target.exists()
+    deadline = time.monotonic() + 30
+    while (tmp_path / "restored.partial" / "postmaster.pid").exists():
+        assert time.monotonic() < deadline, "the server of the killed restore still runs"
+        time.sleep(0.2)
     res = cli("backup", "restore", "--physical", "--latest", "--data-dir", str(target), "-f", "json")
     assert res.exit_code == 0, res.stderr
     assert not (tmp_path / "restored.partial").exists() and not (target / "postmaster.pid").exists()
+
+
+def test_restore_latest_picks_the_newest_logical_backup(cli: Callable[..., Result], archiving_pg: ArchivingPg,
+                                                        tmp_path: Path) -> None:
+    """issue 15: ``backup restore latest`` after a physical backup picked the physical one (exit 2)."""
+    archiving_pg.sql("DROP DATABASE IF EXISTS pitr_latest_src")
+    archiving_pg.sql("DROP DATABASE IF EXISTS pitr_latest_dst")
+    archiving_pg.sql("CREATE DATABASE pitr_latest_src")
+    archiving_pg.sql("CREATE DATABASE pitr_latest_dst")
+    source = archiving_pg.settings(dir=str(tmp_path / "repo"), wal=False)
+    source["postgres"]["dsn"] = archiving_pg.cluster.dsn("pitr_latest_src")
+    target = archiving_pg.settings(dir=str(tmp_path / "repo"), wal=False)
+    target["postgres"]["dsn"] = archiving_pg.cluster.dsn("pitr_latest_dst")
+    write_config(tmp_path / "dbcli.yaml", {"default_profile": "src", "profiles": {"src": source, "dst": target}})
+    import psycopg
+
+    with psycopg.connect(archiving_pg.cluster.dsn("pitr_latest_src"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 7) g")
+    logical = cli("backup", "create", "--target", "postgres", "-f", "json")
+    assert logical.exit_code == 0, logical.stderr
+    make_backup(cli)  # newer, and physical
+    res = cli("backup", "restore", "latest", "--profile", "dst", "-f", "json")
+    assert res.exit_code == 0, res.stderr
+    rows = res.json()
+    assert all(r["ok"] for r in rows) and any(r["restored"] == 7 for r in rows), rows

@@ -34,6 +34,27 @@ def test_nodes_listen_on_loopback_only_and_need_the_password_over_tcp(citus_clus
         assert hba == ["local all all trust", "host all all 127.0.0.1/32 scram-sha-256"]
 
 
+def test_nodes_keep_a_cheap_scram_verifier_of_the_random_password(citus_cluster: CitusCluster,
+                                                                    tmp_path: Path) -> None:
+    import psycopg
+
+    from dbcli.postgres import embedded
+
+    cfg = citus_cluster.load(tmp_path, "dbcli")
+    invoke(["ping"])  # starts the cluster if another test stopped it
+    password = citus_local.password_file(cfg).read_text().strip()
+    for node in citus_local.nodes(cfg):
+        server = embedded.running(node.data_dir)
+        assert server is not None
+        with psycopg.connect(**server.conninfo("postgres")) as conn:
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = current_user").fetchone()
+        assert row is not None and row[0].startswith(f"SCRAM-SHA-256${citus_local.SCRAM_ITERATIONS}:")
+        # and the password still opens a TCP session (as the coordinator's connections to the workers do)
+        with psycopg.connect(host=citus_local.HOST, port=server.port, user=embedded.SUPERUSER, dbname="postgres",
+                             password=password) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_ping_reports_versions_and_active_workers(citus_cluster: CitusCluster, tmp_path: Path) -> None:
     citus_cluster.config_file(tmp_path, "dbcli")
     result = invoke(["ping", "-f", "json"])

@@ -158,6 +158,12 @@ def test_toolkit_does_not_import_the_shop(name: str) -> None:
     assert [t for t in _edges(name) if _is(t, "dbcli.shop")] == []
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _is(n, "dbcli.postgres")))
+def test_postgres_does_not_import_backup(name: str) -> None:
+    """The toolkit's PostgreSQL layer sits below backups: backups use its client tools, not the reverse."""
+    assert [t for t in _edges(name) if _is(t, "dbcli.backup")] == []
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if not _is(n, *CLI)))
 def test_library_does_not_import_the_cli(name: str) -> None:
     mod = MODULES[name]

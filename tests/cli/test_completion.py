@@ -66,8 +66,10 @@ def test_install_completion_writes_where_the_shell_named_looks(tmp_path: Path, s
                                                                rc: str | None, line: str | None) -> None:
     home = tmp_path / "h"
     home.mkdir()
+    # without XDG_CONFIG_HOME: fish's default place (tests/cli/test_completion_fish.py has the XDG one)
+    env = {**{k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}, "HOME": str(home)}
     done = subprocess.run([sys.executable, "-m", "dbcli", "--install-completion", shell], capture_output=True,
-                          text=True, timeout=60, check=False, env={**os.environ, "HOME": str(home)})
+                          text=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{shell} completion installed in {home / script}")
     assert f"_DBCLI_COMPLETE=complete_{shell}" in (home / script).read_text()

@@ -1,4 +1,4 @@
-"""The one-match check of whole CSV batches never accepts what the cell-by-cell path refuses."""
+"""The one-match check of whole CSV batches (--skip-bad) never accepts what the cell-by-cell path refuses."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from dbcli.postgres.catalog import Column
 from dbcli.postgres.converters import converter_for
-from dbcli.postgres.copy_csv import _batch_text, _csv_batch, _records_regex
-from dbcli.postgres.csv_checks import BadValue, csv_column_check
+from dbcli.postgres.csv_batches import batch_text, csv_batch
+from dbcli.postgres.csv_checks import BadValue, csv_column_check, records_regex
 
 
 def _col(name: str, base: str, category: str, typmod: int = -1, not_null: bool = False) -> Column:
@@ -41,7 +41,7 @@ CELLS = ["", '""', '"1"', "1", " 1", "1 ", "\t7", "+1", "-0", "12", "999", "9999
 def test_batch_match_implies_the_full_path_accepts_the_same(seed: int) -> None:
     rnd = random.Random(seed)
     columns = rnd.sample(COLUMNS, rnd.randint(2, 5))
-    records = _records_regex(columns)
+    records = records_regex(columns)
     assert records is not None
     checks = [(i, csv_column_check(c)) for i, c in enumerate(columns)]
     matched = 0
@@ -53,12 +53,12 @@ def test_batch_match_implies_the_full_path_accepts_the_same(seed: int) -> None:
             lines.append(",".join(cells) + rnd.choice(["\n", "\r\n", "\r", ""]))
         # split as the import reads a file (open(..., newline="")), joined as it sends a batch
         chunk = io.StringIO("".join(lines), newline="").readlines()
-        text = _batch_text(chunk)
+        text = batch_text(chunk)
         if not records(text):
             continue
         matched += 1
-        rows, sent, ends = _csv_batch(chunk, 1, len(columns))
-        assert (len(rows), sent, ends) == (len(chunk), text, None), text
+        rows, batch = csv_batch(chunk, 1, len(columns))
+        assert (len(rows), batch.text, batch.ends) == (len(chunk), text, None), text
         for i, check in checks:
             if check is not None:
                 try:
@@ -83,14 +83,14 @@ def _good(col: Column) -> list[str]:
 
 
 def test_not_for_one_column_or_types_checked_cell_by_cell() -> None:
-    assert _records_regex([_col("t", "text", "S")]) is None  # a blank line would be a row
-    assert _records_regex([_col("t", "text", "S"), _col("d", "date", "D")]) is None
+    assert records_regex([_col("t", "text", "S")]) is None  # a blank line would be a row
+    assert records_regex([_col("t", "text", "S"), _col("d", "date", "D")]) is None
 
 
 def test_a_failing_match_does_not_backtrack_for_long() -> None:
     # a line break inside quotes (valid CSV) fails the match at the end of a line of long numbers
     floats = [_col(f"f{i}", "float8", "N") for i in range(6)]
-    records = _records_regex([*floats, _col("t", "text", "S")])
+    records = records_regex([*floats, _col("t", "text", "S")])
     assert records is not None
     line = ",".join(["1" * 60] * 6) + ",x\n"
     text = line * 2000 + ",".join(["1" * 60] * 6) + ',"a\nb"\n'
@@ -104,12 +104,12 @@ def test_a_failing_match_does_not_backtrack_for_long() -> None:
 
 def test_a_cr_only_file_keeps_its_line_breaks() -> None:
     chunk = io.StringIO("4,abc\r", newline="").readlines()
-    assert _batch_text(chunk) == "4,abc\r"  # not "\r\n": COPY takes one line-break style per file
-    assert _batch_text(["4,abc"]) == "4,abc\n"
+    assert batch_text(chunk) == "4,abc\r"  # not "\r\n": COPY takes one line-break style per file
+    assert batch_text(["4,abc"]) == "4,abc\n"
 
 
 def test_what_the_match_leaves_to_the_full_path() -> None:
-    records = _records_regex([_col("i", "int4", "N", not_null=True), _col("t", "text", "S")])
+    records = records_regex([_col("i", "int4", "N", not_null=True), _col("t", "text", "S")])
     assert records is not None
     assert records("1,a\n2,\"b,c\"\r\n")
     for text in ['"1",a\n', ",a\n", "1,a\n\n2,b\n", '1,"a\nb"\n', "1,a,b\n", "1\n", "1234567890,a\n", '1,a"b\n',

@@ -1,5 +1,5 @@
 """Export at COPY speed (issue 19 item 1): table export's CSV options and output, and dbcli sql's
-CSV through COPY, byte-identical to the rows path it replaces."""
+CSV through COPY (its forms: tests/postgres/test_sql_stream.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def sink(shop: Shop) -> Shop:
     return shop
 
 
-def _ok(result: Any) -> str:
+def ok(result: Any) -> str:
     assert result.exit_code == 0, result.stderr
     return str(result.stdout)
 
@@ -30,12 +30,12 @@ def _ok(result: Any) -> str:
 def test_csv_options(shop: Shop, cli: Any) -> None:
     base = ["table", "export", "products", "--columns", "sku,product_name,description", "--order-by", "sku",
             "--where", "product_id<=2"]
-    plain = _ok(cli(*base))
+    plain = ok(cli(*base))
     assert plain.splitlines()[0] == "sku,product_name,description"
-    semi = _ok(cli(*base, "--delimiter", ";", "--null", "NA", "--no-header"))
+    semi = ok(cli(*base, "--delimiter", ";", "--null", "NA", "--no-header"))
     assert semi.count(";") == plain.count(",") - 2 and "NA" not in plain
-    assert _ok(cli(*base, "--format", "tsv")).splitlines()[0] == "sku\tproduct_name\tdescription"
-    quoted = _ok(cli("table", "export", "products", "--columns", "sku,product_name", "--where", "sku=LAMP-1",
+    assert ok(cli(*base, "--format", "tsv")).splitlines()[0] == "sku\tproduct_name\tdescription"
+    quoted = ok(cli("table", "export", "products", "--columns", "sku,product_name", "--where", "sku=LAMP-1",
                      "--quote", "'", "--delimiter", " "))
     assert quoted.splitlines()[1] == "LAMP-1 'Desk lamp'"
 
@@ -46,14 +46,14 @@ def test_tsv_from_the_suffix_and_a_latin1_file(shop: Shop, cli: Any, tmp_path: P
     with psycopg.connect(shop.conninfo) as conn:
         conn.execute("UPDATE products SET product_name = 'Lampe Ü' WHERE sku = 'LAMP-1'")
     target = tmp_path / "p.tsv"
-    _ok(cli("table", "export", "products", "--columns", "sku,product_name", "--where", "sku=LAMP-1",
+    ok(cli("table", "export", "products", "--columns", "sku,product_name", "--where", "sku=LAMP-1",
             "-o", str(target), "--encoding", "latin1"))
     assert target.read_bytes() == "sku\tproduct_name\nLAMP-1\tLampe Ü\n".encode("latin-1")
     # and back in: the round trip of the options
     with psycopg.connect(shop.conninfo) as conn:
         conn.execute("CREATE TABLE names (sku text, product_name text)")
-    _ok(cli("table", "import", "names", str(target), "--encoding", "latin1"))
-    assert "Lampe Ü" in _ok(cli("table", "export", "names"))
+    ok(cli("table", "import", "names", str(target), "--encoding", "latin1"))
+    assert "Lampe Ü" in ok(cli("table", "export", "names"))
 
 
 def test_a_character_the_encoding_lacks_fails_without_a_file(shop: Shop, cli: Any, tmp_path: Path) -> None:
@@ -84,10 +84,10 @@ def test_export_options_that_make_no_sense(shop: Shop, cli: Any, tmp_path: Path,
 
 
 def test_json_array_framing(shop: Shop, cli: Any) -> None:
-    assert _ok(cli("table", "export", "products", "--where", "price<0", "--format", "json")) == "[]\n"
-    one = _ok(cli("table", "export", "products", "--columns", "sku", "--where", "sku=MUG-1", "--format", "json"))
+    assert ok(cli("table", "export", "products", "--where", "price<0", "--format", "json")) == "[]\n"
+    one = ok(cli("table", "export", "products", "--columns", "sku", "--where", "sku=MUG-1", "--format", "json"))
     assert one == '[\n{"sku":"MUG-1"}\n]\n'
-    many = _ok(cli("table", "export", "products", "--columns", "sku", "--order-by", "sku", "--format", "json"))
+    many = ok(cli("table", "export", "products", "--columns", "sku", "--order-by", "sku", "--format", "json"))
     assert json.loads(many) == [{"sku": "CHAIR-1"}, {"sku": "LAMP-1"}, {"sku": "MUG-1"}]
     assert many.count("\n") == 5
 
@@ -125,72 +125,17 @@ def test_copy_export_equals_the_row_path(sink: Shop, shop_cfg: Any) -> None:
         assert b",NULL," in rows.getvalue()
 
 
-SQL_TYPES = ("select id, label, note, amount, flag, day, at, token, "
-             "'2020-01-01 10:00:00.5'::timestamp as ts, '1850-01-01 00:00+00'::timestamptz as lmt, "
-             "0.00000010::numeric as small, -0.000000123::numeric as neg, 0.0000000::numeric as zero, "
-             "'NaN'::numeric as nan, ''::text as empty, 'x,y \"q\"' as q, E'line\\nbreak' as nl "
-             "from sink where day < 'infinity' order by id")
-
-
-SQL_PLAIN = ("select id, label, note, amount, flag, token, 0.00000010::numeric as small, ''::text as empty "
-             "from sink order by id")
-
-
-@pytest.mark.parametrize("timezone,query", [("UTC", SQL_TYPES), ("Asia/Kolkata", SQL_TYPES), ("UTC", SQL_PLAIN)])
-def test_sql_csv_through_copy_is_byte_identical_to_the_rows_path(sink: Shop, shop_cfg: Any, timezone: str,
-                                                                 query: str) -> None:
-    import io
-
-    from dbcli.output import Output
-    from dbcli.postgres import sql as runner
-
-    text = f"SET TIME ZONE '{timezone}'; {query}"
-    streamed = io.BytesIO()
-    result = runner.run(shop_cfg, text, csv_sink=streamed)
-    assert result.streamed and result.rowcount == (2 if query == SQL_TYPES else 4)
-    rows = runner.run(shop_cfg, text)
-    assert not rows.streamed
-    printed = io.StringIO()
-    Output(fmt="csv", stdout=printed).rows(rows.rows, rows.columns)
-    assert streamed.getvalue().decode() == printed.getvalue()
-
-
-@pytest.mark.parametrize("query", [
-    "select ratio, id from sink",  # float: Python's repr differs from PostgreSQL's text
-    "select doc, id from sink",  # jsonb
-    "select label from sink",  # one column: "" for an empty cell alone on a line
-    "show server_version",  # not a query that can be a subquery
-    "select 1 as a, 1 as a",
-    "select 'infinity'::timestamp as t, 1 as one",  # outside Python's years: the rows path's error
-])
-def test_sql_csv_keeps_the_rows_path_where_copy_would_differ(sink: Shop, shop_cfg: Any, query: str) -> None:
-    import io
-
-    from dbcli.errors import DbcliError
-    from dbcli.postgres import sql as runner
-
-    streamed = io.BytesIO()
-    try:
-        result = runner.run(shop_cfg, query, csv_sink=streamed)
-    except DbcliError:
-        assert "infinity" in query or "1 as a" in query
-        return
-    assert not result.streamed or "infinity" in query
-    if not result.streamed:
-        assert streamed.getvalue() == b""
-
-
 def test_sql_csv_cli_with_params_and_read_only(shop: Shop, cli: Any) -> None:
     query = "select product_id, sku, price from products where price >= %(min)s order by product_id"
-    assert _ok(cli("sql", query, "--param", "min=10", "-f", "csv")).splitlines() == [
+    assert ok(cli("sql", query, "--param", "min=10", "-f", "csv")).splitlines() == [
         "product_id,sku,price", "1,LAMP-1,19.90", "3,CHAIR-1,149.00"]
     # injection through --param is a value, not SQL (merged client-side with psycopg's quoting)
     result = cli("sql", "select sku, 1 as one from products where sku = %(s)s", "--param", "s=x' or '1'='1",
                  "-f", "csv")
-    assert _ok(result) == "sku,one\n"
+    assert ok(result) == "sku,one\n"
     result = cli("sql", "with d as (delete from products returning *) select product_id, sku from d", "-f", "csv")
     assert result.exit_code == 7 and result.stdout == "", result.stderr
-    assert _ok(cli("sql", "select count(*) as n, 1 as one from products", "-f", "csv")) == "n,one\n3,1\n"
+    assert ok(cli("sql", "select count(*) as n, 1 as one from products", "-f", "csv")) == "n,one\n3,1\n"
     result = cli("sql", "select 1/0 as x, 2 as y", "-f", "csv")
     assert result.exit_code != 0 and "division by zero" in result.stderr
 

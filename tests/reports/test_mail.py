@@ -1,8 +1,9 @@
 """`report run --mail-to`: against a real SMTP server (aiosmtpd, tests/fix_smtp.py), on the known data set.
 
 Delivered: the HTML page as the body, a plain-text alternative, a CSV attachment equal to
-`report run -f csv`. Refused: a bad login, a refused recipient (nobody gets the mail), a server that is
-down or never answers (within mail.timeout), a missing mail: section (exit 3), a bad address (exit 5).
+`report run -f csv` after a UTF-8 BOM. Refused: a bad login, a refused recipient (nobody gets the mail), a
+server that is down or never answers (within mail.timeout), a missing mail: section (exit 3), a bad address
+(exit 5).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_report_arrives_with_html_body_and_csv_attachment(tmp_path: Path, known_
     assert attachment.get_filename() == "daily-revenue.csv"
     assert attachment.get_content_type() == "text/csv"
     csv = invoke([*RUN, "-f", "csv"])
-    assert attachment.get_content() == csv.stdout  # the same rows, byte for byte
+    assert attachment.get_content() == "\ufeff" + csv.stdout  # the same rows, byte for byte, after the BOM
     assert len(csv.stdout.splitlines()) == 11
 
 
@@ -176,12 +177,13 @@ def test_bad_addresses_and_subjects_exit_5(tmp_path: Path, known_dsn: str, smtp_
     ({"port": 0}, "mail.port: must be an integer from 1 to 65535, got 0"),
     ({"timeout": 0}, "mail.timeout: must be more than 0, got 0"),
     ({"body_rows": -1}, "mail.body_rows: must be at least 0, got -1"),
+    ({"csv_bom": "maybe"}, "mail.csv_bom: "),
     ({"form": "a@b.example"}, "unknown key 'mail.form' (hint: did you mean 'from'?)"),
 ])
 def test_mail_settings_are_checked_at_load(tmp_path: Path, mail: dict[str, Any], message: str) -> None:
     write_config(tmp_path / "dbcli.yaml", {"mail": {"host": "smtp.example", **mail}})
     r = invoke(["config", "show"])
-    assert (r.exit_code, r.stderr.splitlines()[0]) == (3, f"Error: {message}")
+    assert r.exit_code == 3 and r.stderr.splitlines()[0].startswith(f"Error: {message}")
 
 
 def test_starttls_then_login(tmp_path: Path, known_dsn: str, smtp_tls_server: SmtpServer,
@@ -286,3 +288,39 @@ def test_recipients_with_names_and_a_subject_without_a_recipient(tmp_path: Path,
     # the subject alone used to be ignored and the rows printed
     r = invoke([*RUN, "--mail-subject", "Weekly"])
     assert (r.exit_code, r.stdout, r.stderr) == (2, "", "Error: --mail-subject needs --mail-to\n")
+
+
+NON_ASCII = """\
+name: people
+description: names and places beyond ASCII
+target: postgres
+sources: [users]
+sql: |
+  SELECT 'Zoë Müller' AS name, 'Łódź' AS city, '€ 12,50' AS price
+"""
+
+
+def test_the_csv_attachment_starts_with_a_bom_so_excel_reads_utf8(tmp_path: Path, known_dsn: str,
+                                                                   smtp_server: SmtpServer) -> None:
+    # review: Excel opened the attachment in the machine's code page: "ZoÃ« MÃ¼ller"
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "people.yaml").write_text(NON_ASCII, encoding="utf-8")
+    reports = {"dir": str(tmp_path / "reports")}
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": known_dsn}, "reports": reports,
+                                           "mail": smtp_server.config()})
+    r = invoke(["report", "run", "people", "--mail-to", "bom@example.com", "-o", "people.csv"])
+    assert r.exit_code == 0, r.stderr
+    [attachment] = list(smtp_server.to("bom@example.com")[0].message().iter_attachments())
+    data = attachment.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    assert data.startswith(b"\xef\xbb\xbfname,city,price\n")
+    stdout = invoke(["report", "run", "people", "-f", "csv"]).stdout
+    assert stdout == "name,city,price\nZoë Müller,Łódź,\"€ 12,50\"\n"  # stdout: no BOM
+    assert data.decode("utf-8-sig") == stdout
+    assert (tmp_path / "people.csv").read_bytes() == stdout.encode()  # -o: no BOM either
+
+    write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": known_dsn}, "reports": reports,
+                                           "mail": smtp_server.config(csv_bom=False)})
+    assert invoke(["report", "run", "people", "--mail-to", "nobom@example.com"]).exit_code == 0
+    [attachment] = list(smtp_server.to("nobom@example.com")[0].message().iter_attachments())
+    assert attachment.get_payload(decode=True) == stdout.encode()

@@ -4,11 +4,13 @@ backup needs. Manifests only: no server, no PostgreSQL tools (``backup prune`` s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from dbcli.backup.physical import location
 from dbcli.backup.physical import wal as wal_archive
-from dbcli.backup.store import BackupInfo, list_backups
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo import Repository
+from dbcli.backup.store import BackupInfo
 
 KIND = "physical"
 
@@ -17,9 +19,10 @@ def is_physical(manifest: dict[str, Any] | None) -> bool:
     return bool(manifest) and (manifest or {}).get("kind") == KIND
 
 
-def physical_backups(root: Path) -> list[BackupInfo]:
-    """Complete physical backups, oldest first."""
-    return [b for b in list_backups(root) if b.status == "ok" and is_physical(b.manifest)]
+def physical_backups(root: Root, backups: list[BackupInfo] | None = None) -> list[BackupInfo]:
+    """Complete physical backups, oldest first (of ``backups`` when the caller has listed them)."""
+    found = location.all_backups(root) if backups is None else backups
+    return [b for b in found if b.status == "ok" and is_physical(b.manifest)]
 
 
 def depends_on(manifest: dict[str, Any] | None) -> list[str]:
@@ -41,10 +44,11 @@ def needed_by(backups: list[BackupInfo], kept: set[str]) -> dict[str, str]:
     return needed
 
 
-def prune_wal(root: Path) -> int:
+def prune_wal(repo: Root | Repository) -> int:
     """Remove archived WAL older than what the oldest complete physical backup needs; how many files.
     Without a physical backup nothing is removed."""
+    root = location.of_repository(repo)
     starts = [str((b.manifest or {})[KIND]["start_wal"]) for b in physical_backups(root)]
     if not starts:
         return 0
-    return wal_archive.prune_before(root, min(starts, key=lambda name: wal_archive.segment_number(name)[1]))
+    return location.prune_before(root, min(starts, key=lambda name: wal_archive.segment_number(name)[1]))

@@ -11,8 +11,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dbcli.backup.physical import base, instance, recover, tools
+from dbcli.backup.physical import base, fetch_s3, instance, location, recover, tools
 from dbcli.backup.physical import chain as physical_chain
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import BackupInfo
 from dbcli.config.model import Config
@@ -30,7 +32,7 @@ def clean_scratch(cfg: Config, root: Path, info: BackupInfo) -> None:
     server each left running (``kill -9`` during recovery); a running verify's stays."""
     for leftover in root.glob(f"{SCRATCH}*"):
         pid = leftover.name[len(SCRATCH):].split("-")[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or tools.pid_alive(int(pid)):
             continue
         with contextlib.suppress(DbcliError):
             instance.stop_orphan(leftover / "data.partial",
@@ -38,17 +40,7 @@ def clean_scratch(cfg: Config, root: Path, info: BackupInfo) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def check(cfg: Config, root: Path, info: BackupInfo, *, restore_test: bool, add: Add, skip: Skip,
+def check(cfg: Config, root: Root, info: BackupInfo, *, restore_test: bool, add: Add, skip: Skip,
           progress: Progress) -> None:
     if physical_chain.depends_on(info.manifest):
         # an incremental backup restores only with every backup before it: a missing one is damage
@@ -60,8 +52,14 @@ def check(cfg: Config, root: Path, info: BackupInfo, *, restore_test: bool, add:
             return
     subject = f"{info.id}/{base.BASE}"
     progress(f"postgres: pg_verifybackup {info.id}")
+    downloads = None
     try:
-        base.verify_files(cfg, base.backup_dir(info) / base.BASE)
+        if isinstance(root, S3Repository):  # downloaded for pg_verifybackup (into $TMPDIR), then removed
+            downloads = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
+            directory = fetch_s3.download_chain(root, [info], downloads / "dl", progress)[0]
+        else:
+            directory = base.backup_dir(info) / base.BASE
+        base.verify_files(cfg, directory)
         add("pg_verifybackup", subject, True, "")
     except ConfigError as e:
         skip("pg_verifybackup", subject, e)
@@ -69,14 +67,18 @@ def check(cfg: Config, root: Path, info: BackupInfo, *, restore_test: bool, add:
     except DbcliError as e:
         add("pg_verifybackup", subject, False, e.message)
         return
+    finally:
+        if downloads is not None:
+            shutil.rmtree(downloads, ignore_errors=True)
     if not restore_test:
         return
     progress(f"postgres: restore test of {info.id} (to the end of the backup)")
-    clean_scratch(cfg, root, info)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=root))
+    beside = Path(tempfile.gettempdir()) if isinstance(root, S3Repository) else root
+    clean_scratch(cfg, beside, info)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-", dir=beside))
     try:
-        result = recover.restore(cfg, data_dir=scratch / "data", root=root, backup_id=info.id, immediate=True,
-                                 progress=progress)
+        result = recover.restore(cfg, data_dir=scratch / "data", root=location.text(root), backup_id=info.id,
+                                 immediate=True, progress=progress)
         add("restore-test", f"postgres {info.id}", True,
             f"{result['databases']} databases, recovered to {result['recovered_lsn']} in "
             f"{result['extract_s'] + result['replay_s']:.1f}s")

@@ -5,6 +5,9 @@ of the server it was copied from), stopped again once checked."""
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,10 +45,23 @@ def log_tail(log: Path, lines: int = 3) -> str:
     return " | ".join(wanted[-lines:])
 
 
+def watchdog(data_dir: Path, bin_dir: Path, owner: pwd.struct_passwd | None) -> subprocess.Popen[bytes]:
+    """A process of its own that stops the server on ``data_dir`` once this process is gone: a
+    ``kill -9`` of dbcli must not leave a recovering server running in ``DIR.partial``. It looks at
+    /proc, not ``kill -0``: the server's user may not signal root's process, and would think it gone."""
+    script = 'while [ -d "/proc/$0" ]; do sleep 1; done; exec "$1" -D "$2" -w -t 60 -m immediate stop'
+    return subprocess.Popen(["sh", "-c", script, str(os.getpid()), str(bin_dir / "pg_ctl"), str(data_dir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd="/", start_new_session=True, user=owner.pw_uid if owner else None,
+                            group=owner.pw_gid if owner else None, extra_groups=[] if owner else None)
+
+
 @contextmanager
-def started(data_dir: Path, bin_dir: Path, log: Path, *, timeout: float) -> Iterator[Started]:
+def started(data_dir: Path, bin_dir: Path, log: Path, *, timeout: float,
+            env: dict[str, str] | None = None) -> Iterator[Started]:
     """Start a server on ``data_dir`` until the block ends; waits until it accepts connections.
-    As root it runs as the user owning ``data_dir`` (else ``tools.SERVER_USER``)."""
+    As root it runs as the user owning ``data_dir`` (else ``tools.SERVER_USER``). ``env``: the
+    server's environment (what its restore_command reads), else dbcli's."""
     owner = tools.owner_of(data_dir) or tools.server_owner()
     socket_dir = Path(tempfile.mkdtemp(prefix="dbcli-rs-"))
     tools.give_to(socket_dir, owner)
@@ -53,11 +69,14 @@ def started(data_dir: Path, bin_dir: Path, log: Path, *, timeout: float) -> Iter
     tools.give_to(log, owner)  # pg_ctl appends to it as the server's user
     options = (f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}' -c port={PORT} "
                "-c archive_mode=off")
-    tools.run("pg_ctl", [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t",
-                         str(int(timeout)), "-o", options, "start"], timeout=timeout + 30, owner=owner)
+    guard = watchdog(data_dir, bin_dir, owner)
     try:
+        tools.run("pg_ctl", [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t",
+                             str(int(timeout)), "-o", options, "start"], env=env, timeout=timeout + 30, owner=owner)
         yield Started(data_dir, socket_dir, log)
     finally:
+        guard.kill()  # this run stops the server itself; the directory may be another run's next
+        guard.wait()
         if embedded.running(data_dir) is not None or (data_dir / "postmaster.pid").exists():
             tools.run("pg_ctl", [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-w", "-t", "120", "-m", "fast",
                                  "stop"], timeout=180, owner=owner)
@@ -100,6 +119,29 @@ def wait_promoted(server: Started, *, timeout: float) -> dict[str, object]:
 
 def _alive(data_dir: Path) -> bool:
     return (data_dir / "postmaster.pid").exists()
+
+
+# the settings recovery needs at least the backed-up server's values of (pg_control names: GUC names)
+_CONTROL = {"max_connections": "max_connections", "max_worker_processes": "max_worker_processes",
+            "max_wal_senders": "max_wal_senders", "max_prepared_xacts": "max_prepared_transactions",
+            "max_locks_per_xact": "max_locks_per_transaction"}
+
+
+def primary_settings(data_dir: Path, bin_dir: Path) -> list[str]:
+    """postgresql.conf lines giving the restored server the backed-up server's values of ``_CONTROL``:
+    a server given them on its command line (``-c``) has them in pg_control only, and recovery with
+    lower ones aborts ("insufficient parameter settings"). None when pg_controldata is missing."""
+    try:
+        out = subprocess.run([str(bin_dir / "pg_controldata"), "-D", str(data_dir)], capture_output=True,
+                             text=True, timeout=60, check=True, env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    lines = []
+    for line in out.splitlines():
+        name, _, value = line.partition(" setting:")
+        if name.strip() in _CONTROL and value.strip().isdigit():
+            lines.append(f"{_CONTROL[name.strip()]} = {value.strip()}")
+    return lines
 
 
 def quote(text: str) -> str:

@@ -3,11 +3,13 @@ range of WAL positions a restore can reach from it with the archive as it is now
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dbcli.backup.physical import chain as physical_chain
+from dbcli.backup.physical import location, wal_s3
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo_s3 import S3Repository
 
 
 def kind_text(manifest: dict[str, Any]) -> str | None:
@@ -35,18 +37,24 @@ def recovers_to(manifest: dict[str, Any], segments: list[str]) -> str | None:
     return f"{end} .. {reached.end_lsn} ({manifest.get('finished_at')} .. archived WAL{gap})"
 
 
-def wal_status(root: Path) -> dict[str, Any]:
-    names = wal_archive.segments(root)
-    directory = wal_archive.wal_dir(root)
-    size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) if directory.is_dir() else 0
+def wal_status(root: Root) -> dict[str, Any]:
+    names = location.segments(root)
+    if isinstance(root, S3Repository):
+        objects = wal_s3.info(root)
+    else:
+        directory = wal_archive.wal_dir(root)
+        objects = {"dir": str(directory), "partial": sorted(p.name for p in directory.glob("*.partial"))
+                   if directory.is_dir() else [],
+                   "size": sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+                   if directory.is_dir() else 0}
     physical = physical_chain.physical_backups(root)
     oldest = physical[0].manifest if physical else None
     run = wal_archive.reachable(names, oldest[physical_chain.KIND]["start_wal"]) if oldest and names else None
-    return {"dir": str(directory), "segments": len(names), "first": names[0] if names else None,
-            "last": names[-1] if names else None, "size": size,
+    return {"dir": objects["dir"], "segments": len(names), "first": names[0] if names else None,
+            "last": names[-1] if names else None, "size": objects["size"],
             "physical_backups": len(physical),
             "unbroken_from_oldest_backup_to": run.last if run else None,
             "missing_after": run.gap_after if run else None,
-            "partial": sorted(p.name for p in directory.glob("*.partial")) if directory.is_dir() else []}
+            "partial": objects["partial"]}
 
 

@@ -8,14 +8,20 @@ import ctypes
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from dbcli.backup.pg_tools import libpq_connection
-from dbcli.backup.physical import server, tools
+from dbcli.backup.physical import server, tools, wal_s3
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.store import private_dir
 from dbcli.config.model import Config
+from dbcli.errors import DbcliError, UnreachableError
 from dbcli.postgres.params import conn_params
+from dbcli.postgres.tools import libpq_connection
 
 SLOT = "dbcli_wal"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -32,17 +38,28 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def receive(cfg: Config, root: Path, *, slot: str = SLOT) -> int:
-    """Run pg_receivewal into ``<root>/wal`` until it stops; its exit code (0 when stopped by a signal)."""
+def receive(cfg: Config, root: Root, *, slot: str = SLOT) -> None:
+    """Run pg_receivewal into the repository until it is stopped by a signal; a failure
+    of pg_receivewal is one line and a documented code (4: the stream ended, the server went away;
+    3: no replication rights; 74: the disk is full).
+
+    Into an S3 repository pg_receivewal writes into a local spool directory (``<data dir>/wal-spool``)
+    and each completed segment is uploaded as ``wal archive`` would (see upload_completed)."""
     server.check_can_back_up(server.facts(cfg), incremental=False)
     receivewal = tools.client(cfg, "pg_receivewal")
-    directory = private_dir(wal_archive.wal_dir(root))
-    with libpq_connection(conn_params(cfg)) as (env, conn_arg):
+    directory = private_dir(cfg.data_dir / "wal-spool" if isinstance(root, S3Repository)
+                            else wal_archive.wal_dir(root))
+    with libpq_connection(conn_params(cfg)) as (env, conn_arg), tempfile.TemporaryFile() as err:
         tools.run("pg_receivewal", [str(receivewal), "--create-slot", "--if-not-exists", f"--slot={slot}",
                                     "--no-password", conn_arg], env=env, timeout=60)
         proc = subprocess.Popen([str(receivewal), "-D", str(directory), f"--slot={slot}", "--synchronous",
                                  "--no-loop", "--no-password", conn_arg], stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_die_with_parent)
+                                stderr=err, preexec_fn=_die_with_parent)
+        uploader = None
+        if isinstance(root, S3Repository):
+            # an upload that fails stops pg_receivewal the clean way: the run then exits with the upload's error
+            uploader = Uploader(root, directory, lambda: proc.send_signal(signal.SIGINT))
+            uploader.start()
         previous = signal.signal(signal.SIGTERM, _interrupt)  # systemd's stop: the same clean exit as ^C
         try:
             code = proc.wait()
@@ -52,7 +69,64 @@ def receive(cfg: Config, root: Path, *, slot: str = SLOT) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            return 0
+            code = 0
         finally:
             signal.signal(signal.SIGTERM, previous)
-    return 0 if code < 0 else code
+            if uploader:
+                uploader.stop()
+        if code > 0:
+            err.seek(0)
+            raise stopped(code, err.read().decode(errors="replace"))
+
+
+def stopped(code: int, stderr: str) -> DbcliError:
+    """pg_receivewal's failure as a DbcliError; an unexplained end of the stream is exit 4."""
+    failure = tools.failure("pg_receivewal", code, stderr)
+    if type(failure) is DbcliError:
+        return UnreachableError(f"pg_receivewal stopped streaming: {failure.message.split(': ', 1)[-1]}",
+                                hint="the server went away or ended replication; the supervisor restarts "
+                                "dbcli wal receive, which resumes from the slot")
+    return failure
+
+
+class Uploader:
+    """Uploads the completed segments of the spool directory to S3 every second, then removes all
+    but the newest uploaded one (pg_receivewal resumes after the newest segment in its directory)."""
+
+    def __init__(self, repo: S3Repository, spool: Path, on_error: Callable[[], None]) -> None:
+        self.repo, self.spool, self.on_error = repo, spool, on_error
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dbcli-wal-upload", daemon=True)
+        self.error: DbcliError | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.upload_completed()  # what pg_receivewal completed as it stopped
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                self.upload_completed()
+            except DbcliError as e:
+                # the run ends with it (one line, its exit code) rather than streaming on into a spool
+                # nobody uploads (the client refuses every request once the endpoint was down):
+                # the supervisor starts it again, and the new run uploads the spool first
+                self.error = e
+                self.on_error()
+                return
+
+    def upload_completed(self) -> list[str]:
+        names = sorted(p.name for p in self.spool.iterdir()
+                       if wal_archive.ARCHIVABLE.match(p.name) and not p.name.endswith(".partial"))
+        for name in names:
+            wal_s3.archive(self.repo, self.spool / name, name)
+        segments = [n for n in names if wal_archive.SEGMENT.match(n)]
+        for name in segments[:-1]:
+            (self.spool / name).unlink(missing_ok=True)
+        return names

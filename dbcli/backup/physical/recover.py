@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup import store as backup_store
-from dbcli.backup.physical import base, instance, tools
+from dbcli.backup.physical import base, fetch_s3, instance, location, tools
 from dbcli.backup.physical import chain as physical_chain
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.stages import Progress, quiet, reached
 from dbcli.backup.store import BackupInfo
 from dbcli.config.model import Config
@@ -42,7 +44,7 @@ def parse_time(text: str, *, assume_utc: bool = True) -> dt.datetime:
     return when if when.tzinfo or not assume_utc else when.replace(tzinfo=dt.UTC)
 
 
-def restore(cfg: Config, *, data_dir: Path, root: Path | None = None, backup_id: str | None = None,
+def restore(cfg: Config, *, data_dir: Path, root: Path | str | None = None, backup_id: str | None = None,
             to_time: str | None = None, to_lsn: str | None = None, latest: bool = False,
             immediate: bool = False, progress: Progress = quiet) -> dict[str, Any]:
     """Restore and recover into ``data_dir``; a summary with the time split and the profile to use.
@@ -50,18 +52,19 @@ def restore(cfg: Config, *, data_dir: Path, root: Path | None = None, backup_id:
     ``immediate``: recover only to the end of the backup (the restore test of ``backup verify``)."""
     if sum((to_time is not None, to_lsn is not None, latest, immediate)) != 1:
         raise UsageError("give exactly one of --to-time, --to-lsn, --latest")
-    root = base.local_root(cfg, root)
+    where = location.open_root(cfg, root)
     when = parse_time(to_time) if to_time else None
     if when is not None and to_time is not None and parse_time(to_time, assume_utc=False).tzinfo is None:
         progress(f"--to-time {to_time} has no zone: recovering to {when.isoformat()} (UTC)")
     lsn = wal_archive.parse_lsn(to_lsn) if to_lsn else None
     data_dir = data_dir.expanduser().absolute()
     _check_target(data_dir)
-    info = _choose(root, backup_id, when, lsn)
-    chain = base.chain_of(root, info)
+    info = _choose(where, backup_id, when, lsn)
+    chain = base.chain_of(where, info)
     meta = info.manifest[base.KIND]  # type: ignore[index]
-    for b in chain:
-        _check_files(b)
+    if not isinstance(where, S3Repository):
+        for b in chain:
+            _check_files(b)
     bin_dir = tools.server_bin(int(meta["major"]), cfg.backup.pg_bin)
     partial = data_dir.with_name(data_dir.name + ".partial")
     work = data_dir.with_name(f".{data_dir.name}.chain")
@@ -73,15 +76,19 @@ def restore(cfg: Config, *, data_dir: Path, root: Path | None = None, backup_id:
     try:
         with tools.removed_on_failure(partial):
             progress(f"extracting {info.id}" + (f" (a chain of {len(chain)})" if len(chain) > 1 else ""))
-            _extract_chain(cfg, chain, partial, work)
-            _write_recovery(partial, root, when, to_lsn, immediate)
-            owner = _restore_owner(wal_archive.wal_dir(root))
+            sources = (fetch_s3.download_chain(where, chain, work, progress) if isinstance(where, S3Repository)
+                       else [base.backup_dir(b) / base.BASE for b in chain])
+            _extract_chain(cfg, chain, sources, partial, work)
+            owner = _restore_owner(wal_archive.wal_dir(where)) if isinstance(where, Path) else tools.server_owner()
+            command, env = (fetch_s3.restore_command(cfg, where, work, owner) if isinstance(where, S3Repository)
+                            else (wal_archive.restore_command(where), None))
+            _write_recovery(partial, command, when, to_lsn, immediate, instance.primary_settings(partial, bin_dir))
             tools.give_to(partial, owner)
             extracted = time.monotonic()
             progress("replaying WAL")
             log = data_dir.with_name(f".{data_dir.name}.recovery.log")
             try:
-                with instance.started(partial, bin_dir, log, timeout=RECOVERY_TIMEOUT) as server:
+                with instance.started(partial, bin_dir, log, timeout=RECOVERY_TIMEOUT, env=env) as server:
                     reached("recovery")
                     state = instance.wait_promoted(server, timeout=RECOVERY_TIMEOUT)
                 _history_ready(partial, int(str(state["timeline"])), owner)
@@ -143,17 +150,17 @@ def _check_target(data_dir: Path) -> None:
         raise ConfigError(f"no directory {data_dir.parent} to restore into")
 
 
-def _choose(root: Path, backup_id: str | None, when: dt.datetime | None, lsn: int | None) -> BackupInfo:
+def _choose(root: Root, backup_id: str | None, when: dt.datetime | None, lsn: int | None) -> BackupInfo:
     """The given backup, else the newest one that ends before the target."""
     if backup_id and backup_id != "latest":
-        info = backup_store.find_backup(root, backup_id)
+        info = location.find_backup(root, backup_id)
         if not physical_chain.is_physical(info.manifest) or info.status != "ok":
             raise UsageError(f"backup {info.id} is not a complete physical backup")
         candidates = [info]
     else:
         candidates = list(reversed(physical_chain.physical_backups(root)))
         if not candidates:
-            raise NotFoundError(f"no physical backup in {root}", hint="dbcli backup create --physical")
+            raise NotFoundError(f"no physical backup in {location.text(root)}", hint="dbcli backup create --physical")
     for info in candidates:
         meta = (info.manifest or {})[base.KIND]
         finished = backup_store.parse_iso(str((info.manifest or {}).get("finished_at")))
@@ -163,7 +170,7 @@ def _choose(root: Path, backup_id: str | None, when: dt.datetime | None, lsn: in
             continue
         return info
     wanted = "time" if when is not None else "LSN"
-    raise NotFoundError(f"no physical backup in {root} ends before the target {wanted}",
+    raise NotFoundError(f"no physical backup in {location.text(root)} ends before the target {wanted}",
                         hint="a backup can only be recovered forward: pick a later target")
 
 
@@ -171,14 +178,13 @@ def _check_files(info: BackupInfo) -> None:
     for rel, meta in ((info.manifest or {}).get("files") or {}).items():
         path = base.backup_dir(info) / rel
         if not path.is_file():
-            raise CheckFailedError(f"backup {info.id} is damaged: {rel} is missing")
+            raise base.damaged(info, f"{rel} is missing")
         if path.stat().st_size != meta.get("size") or backup_store.sha256_file(path) != meta.get("sha256"):
-            raise CheckFailedError(f"backup {info.id} is damaged: {rel}: checksum mismatch")
+            raise base.damaged(info, f"{rel}: checksum mismatch")
 
 
-def _extract(info: BackupInfo, into: Path) -> None:
-    """base.tar into ``into``, pg_wal.tar into its pg_wal; tablespaces are not supported yet."""
-    directory = base.backup_dir(info) / base.BASE
+def _extract(info: BackupInfo, directory: Path, into: Path) -> None:
+    """``directory``'s base.tar into ``into``, pg_wal.tar into its pg_wal; tablespaces are not supported yet."""
     tars = sorted(p.name for p in directory.iterdir() if ".tar" in p.name)
     others = [n for n in tars if not n.startswith(("base.tar", "pg_wal.tar"))]
     if others:
@@ -193,14 +199,14 @@ def _extract(info: BackupInfo, into: Path) -> None:
         shutil.copyfile(directory / "backup_manifest", into / "backup_manifest")
 
 
-def _extract_chain(cfg: Config, chain: list[BackupInfo], partial: Path, work: Path) -> None:
+def _extract_chain(cfg: Config, chain: list[BackupInfo], sources: list[Path], partial: Path, work: Path) -> None:
     if len(chain) == 1:
-        _extract(chain[0], partial)
+        _extract(chain[0], sources[0], partial)
         return
     parts = []
     for n, info in enumerate(chain):
         parts.append(work / str(n))
-        _extract(info, parts[-1])
+        _extract(info, sources[n], parts[-1])
     combine = tools.client(cfg, "pg_combinebackup")
     tools.run("pg_combinebackup", [str(combine), "--no-sync", "-o", str(partial), *map(str, parts)],
               timeout=RECOVERY_TIMEOUT)
@@ -210,10 +216,10 @@ def _extract_chain(cfg: Config, chain: list[BackupInfo], partial: Path, work: Pa
             shutil.copy2(segment, partial / "pg_wal" / segment.name)
 
 
-def _write_recovery(partial: Path, root: Path, when: dt.datetime | None, to_lsn: str | None,
-                    immediate: bool) -> None:
-    lines = ["", "# written by dbcli backup restore --physical",
-             f"restore_command = {instance.quote(wal_archive.restore_command(root))}",
+def _write_recovery(partial: Path, restore_command: str, when: dt.datetime | None, to_lsn: str | None,
+                    immediate: bool, settings: list[str]) -> None:
+    lines = ["", "# written by dbcli backup restore --physical", *settings,
+             f"restore_command = {instance.quote(restore_command)}",
              "recovery_target_action = 'promote'",
              "archive_mode = 'off'  # a restored copy must not archive into its original's archive"]
     if immediate:

@@ -16,8 +16,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbcli.backup.physical import tools
+from dbcli.backup.physical import location, tools
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical.location import Root
+from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.store import private_dir
 from dbcli.config.model import Config
 from dbcli.errors import ConfigError
@@ -90,29 +92,30 @@ class SetupResult:
         return [{"setting": k, "value": v, "changed": k in self.changed} for k, v in self.settings.items()]
 
 
-def wanted_settings(f: ServerFacts, root: Path) -> dict[str, str]:
+def wanted_settings(f: ServerFacts, root: Root, cfg: Config | None = None) -> dict[str, str]:
     wanted = {"wal_level": "replica" if f.wal_level == "minimal" else f.wal_level,
               "archive_mode": "on" if f.archive_mode == "off" else f.archive_mode,
-              "archive_command": wal_archive.archive_command(root)}
+              "archive_command": location.archive_command(cfg, root)}
     if f.major >= 17:
         wanted["summarize_wal"] = "on"
     return wanted
 
 
-def setup(cfg: Config, root: Path) -> SetupResult:
+def setup(cfg: Config, root: Root) -> SetupResult:
     """ALTER SYSTEM the settings that archive WAL into ``root``; reload; say whether a restart is needed."""
     f = facts(cfg)
     if not f.superuser:
         raise ConfigError(f"role {f.username} is not a superuser: it cannot change archive settings",
                           hint="ask the server's administrator to set archive_command (see docs/pitr.md)")
-    wanted = wanted_settings(f, root)
+    wanted = wanted_settings(f, root, cfg)
     current = {"wal_level": f.wal_level, "archive_mode": f.archive_mode, "archive_command": f.archive_command,
                "summarize_wal": f.summarize_wal}
     changed = [k for k, v in wanted.items() if current.get(k) != v]
-    directory = private_dir(wal_archive.wal_dir(root))
+    directory = None if isinstance(root, S3Repository) else private_dir(wal_archive.wal_dir(root))
     with postgres.connect(cfg, autocommit=True) as conn, postgres.errors_translated(cfg):
-        # the server (its archive_command) writes there: as root, that is the server's own user
-        tools.give_to(directory, archiver(cfg, conn))
+        if directory is not None:
+            # the server (its archive_command) writes there: as root, that is the server's own user
+            tools.give_to(directory, archiver(cfg, conn))
         for name in changed:
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(wanted[name])))
         if changed:
@@ -137,7 +140,7 @@ def _local_server(cfg: Config) -> bool:
     return cfg.postgres.embedded or not host or host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
 
 
-def ensure_archiving(cfg: Config, root: Path) -> None:
+def ensure_archiving(cfg: Config, root: Root) -> None:
     """For ``backup.wal: true``: archiving set up, or ConfigError (exit 3) saying a restart is needed."""
     if not cfg.backup.wal:
         return
@@ -145,5 +148,5 @@ def ensure_archiving(cfg: Config, root: Path) -> None:
     if result.restart_needed:
         hint = ("dbcli local stop (the next command starts it with archiving on)" if cfg.postgres.embedded
                 else "restart the PostgreSQL server")
-        raise ConfigError(f"WAL archiving into {wal_archive.wal_dir(root)} is configured: the server must "
+        raise ConfigError(f"WAL archiving into {location.wal_text(root)} is configured: the server must "
                           "restart to apply it", hint=hint)

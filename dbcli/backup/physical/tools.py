@@ -1,7 +1,7 @@
 """The PostgreSQL programs a physical backup or restore runs, and how they run.
 
 Client programs (pg_basebackup, pg_verifybackup, pg_combinebackup, pg_receivewal) come from the
-directory of the profile's pg_dump (see dbcli.backup.pg_tools). Server programs (postgres, pg_ctl)
+directory of the profile's pg_dump (see dbcli.postgres.tools). Server programs (postgres, pg_ctl)
 must be of the backup's major version: the wheel's when it matches, else a Debian-style
 ``/usr/lib/postgresql/<major>/bin``, else the one on PATH.
 
@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dbcli.backup.pg_tools import find_tools, tool_version
 from dbcli.backup.store import disk_error
 from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import ConfigError, DbcliError, UnreachableError, WriteFailedError
 from dbcli.postgres import embedded
+from dbcli.postgres.tools import find_tools, tool_version
 
 SERVER_USER = embedded.SERVER_USER
 CLIENTS = ("pg_basebackup", "pg_verifybackup", "pg_combinebackup", "pg_receivewal")
@@ -62,6 +62,16 @@ def server_bin(major: int, configured: Path | None = None) -> Path:
             return directory
     raise ConfigError(f"no PostgreSQL {major} server programs (postgres, pg_ctl) found",
                       hint=f"install PostgreSQL {major}'s server package, or set backup.pg_bin to their directory")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def server_owner() -> pwd.struct_passwd | None:

@@ -27,7 +27,7 @@ from dbcli.fsutil import fsync_path
 WAL_DIR = "wal"
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 # besides segments, PostgreSQL archives timeline history files and backup history files
-_ARCHIVABLE = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
+ARCHIVABLE = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 STALE_TMP_S = 3600.0  # no archive run copies one segment for an hour
 SEGMENTS_PER_XLOGID = 0x100000000 // (16 * 1024 * 1024)  # with the default 16 MB segment size
 
@@ -38,7 +38,7 @@ def wal_dir(root: Path) -> Path:
 
 def archive(root: Path, source: Path, name: str) -> str:
     """Archive ``source`` as ``name``: ``archived``, or ``already archived`` for the same content again."""
-    if not _ARCHIVABLE.match(name):
+    if not ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     directory = wal_dir(root)
     target = directory / name
@@ -84,7 +84,7 @@ def _same(source: Path, target: Path, name: str) -> str:
 
 def fetch(root: Path, name: str, dest: Path) -> None:
     """Copy archived ``name`` to ``dest`` (restore_command); NotFoundError when it is not archived."""
-    if not _ARCHIVABLE.match(name):
+    if not ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     source = wal_dir(root) / name
     if not source.is_file():

@@ -58,7 +58,7 @@ def create(
     incremental: Annotated[bool, typer.Option("--incremental", help="With --physical: only what changed "
                            "since the newest physical backup (PostgreSQL 17+, summarize_wal).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="PostgreSQL: dump with N parallel jobs (pg_dump "
-                    "directory format); local directory, no encryption (else exit 2).")] = 1,
+                    "directory format); encrypted or to s3://, through a scratch directory in TMPDIR.")] = 1,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -81,14 +81,15 @@ def create(
     st = state(ctx)
     out = st.output(fmt, quiet)
     if physical or incremental:
-        from dbcli.backup.physical import base
+        from dbcli.backup.physical import backup as physical_backup
 
         if target not in ("all", "postgres"):
             from dbcli.errors import UsageError
 
             raise UsageError("--physical backs up PostgreSQL only")
         with _progress(out) as progress:
-            result = base.create(st.config, root=_root(dir_), tag=tag, incremental=incremental, progress=progress)
+            result = physical_backup.create(st.config, root=_repo(dir_), tag=tag, incremental=incremental,
+                                            progress=progress)
         out.record(result, title="physical backup")
         return
     with _progress(out) as progress:
@@ -208,7 +209,7 @@ def restore(
         if not data_dir:
             raise UsageError("--physical needs --data-dir (a new directory for the restored server)")
         with _progress(out) as progress:
-            result = recover.restore(st.config, data_dir=Path(data_dir), root=_root(dir_), backup_id=backup_id,
+            result = recover.restore(st.config, data_dir=Path(data_dir), root=_repo(dir_), backup_id=backup_id,
                                      to_time=to_time, to_lsn=to_lsn, latest=latest, progress=progress)
         out.record(result, title="physical restore")
         return

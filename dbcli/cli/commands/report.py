@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dbcli.cli import completion
+from dbcli.cli.options import ParamOpt, ReportNameArg
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -25,15 +25,27 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Built-in and team reports: list, show, run (cached, charted) and explain.",
                   no_args_is_help=True)
 
-NameArg = Annotated[str, typer.Argument(help="Report name (see dbcli report list).", show_default=False,
-                                        autocompletion=completion.reports)]
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-P", help="A parameter as KEY=VALUE; repeat "
-                     "for several. Dates take YYYY-MM-DD, today or today-7d.", show_default=False)]
 LIST_COLUMNS = ["name", "target", "params", "description"]
 RunFormatOpt = Annotated[str | None, typer.Option(
     "--format", "-f", help="Output format: table, json, jsonl, csv or html (one self-contained page: "
     "parameters, run time, the table and the --chart as SVG; default: table on a TTY, json otherwise; "
     "or $DBCLI_FORMAT).", show_default=False)]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the rows to FILE atomically (format "
+                      "from --format, else from the extension, else json).", show_default=False)]
+ChartOpt = Annotated[str | None, typer.Option("--chart", help="Also draw a horizontal bar chart of this numeric "
+                     "column (on stdout with the table format, else on stderr; inside the page with html).",
+                     show_default=False)]
+ChartLabelOpt = Annotated[str | None, typer.Option("--chart-label", help="Column labelling the bars (default: the "
+                          "first other column).", show_default=False)]
+CacheOpt = Annotated[bool | None, typer.Option("--cache/--no-cache", help="Serve from / store in the result cache "
+                     "(default: on when cache.ttl > 0).", show_default=False)]
+TtlOpt = Annotated[int | None, typer.Option("--ttl", help="Seconds a cached result stays valid; implies --cache "
+                   "(default: cache.ttl, else 300).", show_default=False, min=1)]
+MailToOpt = Annotated[list[str] | None, typer.Option("--mail-to", help="Mail the report to ADDRESS (repeat for "
+                      "several): the HTML page as the body, the rows as a CSV attachment, through the mail: "
+                      "settings; the rows are then not printed (-o still writes its file).", show_default=False)]
+MailSubjectOpt = Annotated[str | None, typer.Option("--mail-subject", help="Subject of the mail (default: Report "
+                           "NAME, DATE).", show_default=False)]
 
 
 @app.command("list")
@@ -53,7 +65,7 @@ def list_reports(ctx: typer.Context, fmt: FormatOpt = None, quiet: QuietOpt = Fa
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: NameArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
+def show(ctx: typer.Context, name: ReportNameArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Show a report's definition: parameters, sources, and its SQL or pipeline.
 
     Example:
@@ -79,30 +91,10 @@ def show(ctx: typer.Context, name: NameArg, fmt: FormatOpt = None, quiet: QuietO
 
 
 @app.command("run")
-def run(
-    ctx: typer.Context,
-    name: NameArg,
-    param: ParamOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the rows to FILE atomically "
-                      "(format from --format, else from the extension, else json).", show_default=False)] = None,
-    chart: Annotated[str | None, typer.Option("--chart", help="Also draw a horizontal bar chart of this numeric "
-                     "column (on stdout with the table format, else on stderr; inside the page with html).",
-                     show_default=False)] = None,
-    chart_label: Annotated[str | None, typer.Option("--chart-label", help="Column labelling the bars "
-                           "(default: the first other column).", show_default=False)] = None,
-    use_cache: Annotated[bool | None, typer.Option("--cache/--no-cache", help="Serve from / store in the result "
-                         "cache (default: on when cache.ttl > 0).", show_default=False)] = None,
-    ttl: Annotated[int | None, typer.Option("--ttl", help="Seconds a cached result stays valid; implies --cache "
-                   "(default: cache.ttl, else 300).", show_default=False, min=1)] = None,
-    mail_to: Annotated[list[str] | None, typer.Option("--mail-to", help="Mail the report to ADDRESS (repeat for "
-                       "several): the HTML page as the body, the rows as a CSV attachment, through the mail: "
-                       "settings; the rows are then not printed (-o still writes its file).",
-                       show_default=False)] = None,
-    mail_subject: Annotated[str | None, typer.Option("--mail-subject", help="Subject of the mail (default: "
-                            "Report NAME, DATE).", show_default=False)] = None,
-    fmt: RunFormatOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
+def run(ctx: typer.Context, name: ReportNameArg, param: ParamOpt = None, output: OutputOpt = None,
+        chart: ChartOpt = None, chart_label: ChartLabelOpt = None, use_cache: CacheOpt = None, ttl: TtlOpt = None,
+        mail_to: MailToOpt = None, mail_subject: MailSubjectOpt = None, fmt: RunFormatOpt = None,
+        quiet: QuietOpt = False) -> None:
     """Run a report with typed parameters (exit 5 naming a missing or invalid one).
 
     PostgreSQL reports run in a READ ONLY transaction under reports.timeout (exit 4 when
@@ -239,7 +231,7 @@ def _cache(cfg: Config, out: Output, use_cache: bool | None, ttl: int | None) ->
 @app.command("explain")
 def explain(
     ctx: typer.Context,
-    name: NameArg,
+    name: ReportNameArg,
     param: ParamOpt = None,
     analyze: Annotated[bool, typer.Option("--analyze", help="Run the query and show actual rows and times "
                        "(still read-only).")] = False,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dbcli.cli.options import Target, TargetOpt, exit_code_option
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -19,30 +19,23 @@ app = typer.Typer(help="Apply and inspect the schema: PostgreSQL migrations, Mon
 APPLY_COLUMNS = ["target", "item", "action", "duration_ms"]
 DRY_RUN_COLUMNS = ["target", "item", "action", "sql", "command"]
 
-
-class Target(StrEnum):
-    postgres = "postgres"
-    mongo = "mongo"
-    all = "all"
-
-
-TargetOpt = Annotated[Target, typer.Option("--target", "-t", help="Which server to work on (mongo only when "
-                                           "one is configured).", case_sensitive=False)]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the SQL and MongoDB commands that would run; "
+                                          "change nothing.")]
+StatusCheckOpt = Annotated[bool, exit_code_option("a migration is pending or changed, or a collection or index "
+                                                  "is missing")]
+DiffCheckOpt = Annotated[bool, exit_code_option("the live schema differs from the schema directory")]
+MigrationNameArg = Annotated[str, typer.Argument(help="What the migration does, as part of a file name: letters, "
+                                                 "digits, _ . and -.", show_default=False)]
 
 
 @app.command("apply")
-def apply_cmd(
-    ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL and MongoDB commands that would run; "
-                                          "change nothing.")] = False,
-    target: TargetOpt = Target.all,
-    fmt: FormatOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
+def apply_cmd(ctx: typer.Context, dry_run: DryRunOpt = False, target: TargetOpt = Target.all,
+              fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Apply pending migrations, create missing MongoDB collections and indexes (exit 7: changed file).
 
     Each migration runs in its own transaction with its row in dbcli_schema_migrations; concurrent
-    runs wait for each other. A second run applies nothing.
+    runs wait for each other. A second run applies nothing. A pending file with no statement
+    (schema new's header alone) is refused with exit 5 before anything runs.
 
     Example:
         dbcli schema apply --dry-run --target postgres
@@ -89,14 +82,8 @@ def _render_dry_run(out: Output, result: ApplyResult) -> None:
 
 
 @app.command("status")
-def status_cmd(
-    ctx: typer.Context,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 8 when a migration is pending or changed, "
-                                            "or a collection or index is missing (for CI gates).")] = False,
-    target: TargetOpt = Target.all,
-    fmt: FormatOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
+def status_cmd(ctx: typer.Context, exit_code: StatusCheckOpt = False, target: TargetOpt = Target.all,
+               fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Show migrations (applied, pending, changed) and collections and indexes (present, missing).
 
     Example:
@@ -115,14 +102,8 @@ def status_cmd(
 
 
 @app.command("diff")
-def diff_cmd(
-    ctx: typer.Context,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 8 when the live schema differs from the "
-                                            "schema directory (for CI gates).")] = False,
-    target: TargetOpt = Target.all,
-    fmt: FormatOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
+def diff_cmd(ctx: typer.Context, exit_code: DiffCheckOpt = False, target: TargetOpt = Target.all,
+             fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Compare the live schema with what the migrations and collection specs define (drift).
 
     PostgreSQL: the migrations are applied to a scratch database created on the same server
@@ -160,13 +141,7 @@ def diff_cmd(
 
 
 @app.command("new")
-def new_cmd(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="What the migration does, as part of a file name: letters, "
-                                        "digits, _ . and -.", show_default=False)],
-    fmt: FormatOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
+def new_cmd(ctx: typer.Context, name: MigrationNameArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Write the next numbered migration file into schema.dir/postgres (never replaces a file).
 
     Example:

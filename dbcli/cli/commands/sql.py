@@ -30,6 +30,8 @@ def sql(
     Read-only unless --write: the statements run in one READ ONLY transaction that is rolled
     back, and a statement that writes exits 7. With --write the transaction commits and the row
     count (or the rows of a RETURNING) is printed. Ctrl-C cancels the query on the server.
+    csv, jsonl and json of a query are streamed by the server (COPY) in PostgreSQL's forms,
+    the bytes table export and psql's \\copy write.
 
     Example:
         dbcli sql "select count(*) as n from users" -f json
@@ -39,6 +41,7 @@ def sql(
     from dbcli.cli.commands.table_files import stdout_bytes
     from dbcli.errors import UsageError
     from dbcli.postgres import sql as runner
+    from dbcli.postgres.sql_stream import STREAM_FORMATS
     from dbcli.readers import open_input
 
     if (query is None) == (file is None):
@@ -53,12 +56,24 @@ def sql(
     params = runner.parse_params(param or [])
     st = state(ctx)
     out = st.output(fmt, quiet)
-    # CSV of a read-only query streams through COPY (flat memory, no Python work per row)
-    sink = stdout_bytes(out) if out.fmt == "csv" and not write else None
-    result = runner.run(st.config, text, params, write=write, timeout=timeout, csv_sink=sink)
+    # csv, jsonl and json of a read-only query stream through COPY (flat memory, no Python work per
+    # row); under --quiet the rows go nowhere, errors still count
+    sink = None
+    if out.fmt in STREAM_FORMATS and not write:
+        sink = _discard if out.quiet else stdout_bytes(out)
+    result = runner.run(st.config, text, params, write=write, timeout=timeout, sink=sink, fmt=out.fmt)
+    if result.written:
+        # cached reports on the tables the run changed are recomputed (loaded only after a write)
+        from dbcli.cache import store as cache
+
+        cache.note_write(st.config, [f"postgres:{t}" for t in result.written])
     if result.streamed:
         out.stdout.flush()
     elif result.columns is not None:
         out.rows(result.rows, result.columns)
     else:
         out.record({"status": result.status, "rows": max(result.rowcount, 0)})
+
+
+def _discard(data: bytes) -> None:
+    """The sink of a --quiet run: the query runs to its end, nothing is printed."""

@@ -307,6 +307,7 @@ def import_(
                         "reject file; more fail the import.", show_default=False)] = None,
     reject_file: Annotated[str | None, typer.Option("--reject-file", help="With --skip-bad: where the bad lines "
                            "go, verbatim after the header (default: SOURCE.rejects).", show_default=False)] = None,
+    jobs: files.ImportJobsOpt = 1,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -320,8 +321,7 @@ def import_(
         dbcli table import products products.csv --upsert --conflict-key products_sku_key
         dbcli table import flights flights.csv --null NA
     """
-    from dbcli.postgres.copy_import import import_file
-
+    import_file = files.importer(jobs)
     out = state(ctx).output(fmt, quiet)
     kind = files.input_format(source, input_format)
     options = files.dialect(kind or "csv", delimiter=delimiter, quote=quote, escape=escape, null=null,
@@ -354,6 +354,7 @@ def export(
     null: files.NullOpt = None,
     no_header: files.NoHeaderOpt = False,
     encoding: files.EncodingOpt = None,
+    jobs: files.ExportJobsOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
     """Stream rows out through COPY (memory stays flat for any table size).
@@ -369,7 +370,9 @@ def export(
 
     from dbcli.errors import UsageError
     from dbcli.fsutil import atomic_write
-    from dbcli.postgres.copy_export import EXPORT_FORMATS, export_table
+    from dbcli.postgres.copy_export import EXPORT_FORMATS
+
+    export_table = files.exporter(jobs)
 
     out = state(ctx).output(None, quiet)
     known = (*EXPORT_FORMATS, "tsv")

@@ -3,7 +3,7 @@ the progress counter and stdout as bytes (used by dbcli.cli.commands.table)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
@@ -30,6 +30,35 @@ NoHeaderOpt = Annotated[bool, typer.Option("--no-header", help="The file has no 
 EncodingOpt = Annotated[str | None, typer.Option(
     "--encoding", help="The file's text encoding, e.g. latin1 or cp1252 (default utf-8; CSV only).",
     show_default=False)]
+
+ImportJobsOpt = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, help="Load the file in N parts side by side, each on its own connection (cut where "
+    "records end); still all rows or none (docs/tables.md).")]
+ExportJobsOpt = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, help="Read the table in N block ranges side by side, in one snapshot; the same bytes "
+    "as one job (not with --order-by or json).")]
+
+
+def importer(jobs: int) -> Callable[..., ImportResult]:
+    """The import function of ``--jobs N``: the single-job one for 1."""
+    if jobs == 1:
+        from dbcli.postgres.copy_import import import_file
+
+        return import_file
+    from dbcli.postgres.parallel_import import import_file_jobs
+
+    return lambda uow, name, source, **kw: import_file_jobs(uow, name, source, jobs, **kw)
+
+
+def exporter(jobs: int) -> Callable[..., int]:
+    """The export function of ``--jobs N``: the single-job one for 1."""
+    if jobs == 1:
+        from dbcli.postgres.copy_export import export_table
+
+        return export_table
+    from dbcli.postgres.parallel_export import export_table_jobs
+
+    return lambda uow, name, sink, **kw: export_table_jobs(uow, name, sink, jobs, **kw)
 
 
 def dialect(fmt: str, *, delimiter: str | None, quote: str | None, escape: str | None, null: str | None,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dbcli.cli.state import FormatOpt, QuietOpt, state
+
+if TYPE_CHECKING:
+    from dbcli.backup.physical.location import Root
 
 app = typer.Typer(help="The WAL archive for point-in-time recovery (PostgreSQL).", no_args_is_help=True)
 
@@ -15,12 +18,13 @@ DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Backup reposito
                                             show_default=False)]
 
 
-def _root(ctx: typer.Context, dir_: str | None) -> Path:
-    if dir_:
+def _root(ctx: typer.Context, dir_: str | None) -> Root:
+    """``--dir`` (a local directory: no config file is read), else the profile's repository."""
+    if dir_ and "://" not in dir_:
         return Path(dir_).expanduser()
-    from dbcli.backup import store as backup_store
+    from dbcli.backup.physical import location
 
-    return backup_store.root_dir(state(ctx).config)
+    return location.open_root(state(ctx).config, dir_)
 
 
 @app.command("archive")
@@ -33,16 +37,17 @@ def archive(
 ) -> None:
     """Copy one WAL file into the repository's wal/ directory: the server's archive_command.
 
-    Atomic and fsynced; the same file again with the same content exits 0, different content under
-    an archived name is refused (exit 7) and the server keeps the file and retries. With --dir no
-    config file is read (the server runs it as its own user).
+    Atomic and fsynced (on S3: a conditional PUT); the same file again with the same content exits
+    0, different content under an archived name is refused (exit 7) and the server keeps the file
+    and retries. With a local --dir no config file is read (the server runs it as its own user);
+    with --dir s3://... the S3 settings come from the config file (--config).
 
     Example:
         archive_command = 'dbcli wal archive --dir /var/backups/dbcli %p %f'
     """
-    from dbcli.backup.physical import wal as wal_archive
+    from dbcli.backup.physical import location
 
-    wal_archive.archive(_root(ctx, dir_), Path(path), name)
+    location.archive(_root(ctx, dir_), Path(path), name)
 
 
 @app.command("fetch")
@@ -57,9 +62,9 @@ def fetch(
     Example:
         restore_command = 'dbcli wal fetch --dir /var/backups/dbcli %f %p'
     """
-    from dbcli.backup.physical import wal as wal_archive
+    from dbcli.backup.physical import location
 
-    wal_archive.fetch(_root(ctx, dir_), name, Path(path))
+    location.fetch(_root(ctx, dir_), name, Path(path))
 
 
 @app.command("setup")
@@ -91,11 +96,11 @@ def status(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet
     Example:
         dbcli wal status --format json
     """
-    from dbcli.backup.physical import listing
+    from dbcli.backup.physical import listing, location
 
     st = state(ctx)
     root = _root(ctx, dir_)
-    st.output(fmt, quiet).record(listing.wal_status(root), title=f"WAL archive in {root}")
+    st.output(fmt, quiet).record(listing.wal_status(root), title=f"WAL archive in {location.text(root)}")
 
 
 @app.command("receive")
@@ -104,11 +109,13 @@ def receive(ctx: typer.Context, dir_: DirOpt = None,
             = "dbcli_wal") -> None:
     """Stream WAL into the repository with pg_receivewal until stopped (for a remote server).
 
+    Into an S3 repository each completed segment is uploaded from <data dir>/wal-spool. Exits 0 when
+    stopped (SIGTERM, SIGINT); 4 when the stream ends (the server went away), 3 without replication
+    rights, 74 on a full disk: one line each.
+
     Example:
         dbcli wal receive   # as a systemd service, see docs/pitr.md
     """
     from dbcli.backup.physical import receive as wal_receive
 
-    code = wal_receive.receive(state(ctx).config, _root(ctx, dir_), slot=slot)
-    if code:
-        raise typer.Exit(code)
+    wal_receive.receive(state(ctx).config, _root(ctx, dir_), slot=slot)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from dbcli.errors import ConflictError
 from dbcli.mongo import bulk
-from dbcli.shop.activity.model import BUCKETS, summary, write_error
+from dbcli.shop.activity.model import BUCKETS, bucket_id, id_key, summary, write_error
 from dbcli.shop.activity.session import Session
 
 Pair = tuple[int, str]  # (user_id, hour)
@@ -22,7 +21,10 @@ class BucketWriter:
 
     Each write names its bucket by ``_id`` and carries the guard ``count <= cap - k``, so a bucket
     can never overflow even when the remembered state is stale (another writer appended); a write
-    the guard stops is detected (matched count) and planned again from a fresh read.
+    the guard stops is detected (matched count) and planned again from a fresh read. A new bucket's
+    ``_id`` is derived from (user_id, hour, seq) (``model.bucket_id``): two writers opening the same
+    seq collide on it (duplicate key), and the second plans again. Buckets written before that
+    (an ``ObjectId``) are read and appended to the same way.
 
     On FerretDB 1.x neither is used: every update statement reads the whole collection there, so
     the writer rewrites the buckets a batch touches whole, under its writer lock (``plan`` and
@@ -55,7 +57,7 @@ class BucketWriter:
         """FerretDB 1.x (see ``rewrite``): the buckets ``docs`` change, as whole new versions.
 
         The newest bucket of each (user, hour) is read whole (one query), the summaries appended
-        while it has room (same ``_id``, added to ``stored``), then new buckets with fresh ``_id``s
+        while it has room (same ``_id``, added to ``stored`` as ``model.id_key``), then new buckets with fresh ``_id``s
         take the rest. Nothing is remembered between batches: another writer may have written.
         """
         pending: dict[Pair, list[dict[str, Any]]] = defaultdict(list)
@@ -81,12 +83,12 @@ class BucketWriter:
                     events = [*(last.get("events") or []), *chunk]
                     out.append({**last, "count": len(events), "events": events})
                     if stored is not None:
-                        stored.add(last["_id"])
+                        stored.add(id_key(last["_id"]))
             for i in range(0, len(items), self.cap):
                 seq += 1
                 chunk = items[i:i + self.cap]
-                out.append({"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(chunk),
-                            "events": chunk})
+                out.append({"_id": bucket_id(pair[0], pair[1], seq), "user_id": pair[0], "hour": pair[1], "seq": seq,
+                            "count": len(chunk), "events": chunk})
         return out
 
     def load(self, pairs: list[Pair]) -> None:
@@ -123,8 +125,8 @@ class BucketWriter:
             while items:
                 chunk, items = items[:self.cap], items[self.cap:]
                 seq = state[0] + 1 if state is not None else 0
-                doc = {"_id": ObjectId(), "user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(chunk),
-                       "events": chunk}
+                doc = {"_id": bucket_id(pair[0], pair[1], seq), "user_id": pair[0], "hour": pair[1], "seq": seq,
+                       "count": len(chunk), "events": chunk}
                 inserts.append((doc, pair, chunk))
                 state = (seq, len(chunk), doc["_id"])
             self._open[pair] = state

@@ -18,14 +18,17 @@ STALE_AFTER = dt.timedelta(minutes=10)
 IN_FLIGHT: set[str] = set()
 
 
-def journal_entry(entry_id: str, users: list[int] | None) -> dict[str, Any]:
-    """The entry of a batch touching ``users`` (None: every user, as a rebuild of everything does)."""
+def journal_entry(entry_id: str, users: list[int] | None, hours: list[str] | None = None) -> dict[str, Any]:
+    """The entry of a batch touching ``users`` (None: every user, as a rebuild of everything does)
+    and, when given, only the buckets of ``hours`` (so recovery reads and repairs only those)."""
     doc: dict[str, Any] = {"_id": entry_id, "host": socket.gethostname(), "pid": os.getpid(),
                            "started": dt.datetime.now(dt.UTC)}
     if users is None:
         doc["all"] = True
     else:
         doc["users"] = users
+    if hours is not None:
+        doc["hours"] = hours
     return doc
 
 

@@ -13,7 +13,10 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
+
+import bson
 
 from dbcli.config.redact import redact_text
 from dbcli.errors import ConflictError, DbcliError, InvalidInputError
@@ -144,6 +147,22 @@ def event_doc(event_id: str, user_id: int, kind: str, ts: dt.datetime, data: dic
     if user is not None:
         doc["user"] = user
     return doc
+
+
+def bucket_id(user_id: int, hour: str, seq: int) -> dict[str, Any]:
+    """The ``_id`` of a bucket, derived from its key: the key's uniqueness is the ``_id``'s.
+
+    A unique compound index would say the same, but DocumentDB (FerretDB 2.x) checks one in time
+    proportional to the collection on every insert and update, while ``_id`` is its primary key
+    (docs/activity.md, "Buckets"). A sub-document, not a string: lookups by it were the faster
+    of the two there (measured). Its fields are always built in this order (equality is by order).
+    """
+    return {"u": user_id, "h": hour, "s": seq}
+
+
+def id_key(value: Any) -> Any:
+    """A hashable form of an ``_id`` (a bucket's is a sub-document), for sets of stored ``_id``s."""
+    return bson.encode(value) if isinstance(value, Mapping) else value
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:

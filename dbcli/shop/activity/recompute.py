@@ -30,7 +30,9 @@ from dbcli.shop.activity.model import (
     EVENTS,
     JOURNAL,
     STATS,
+    bucket_id,
     check_user_id,
+    id_key,
     summary,
     type_key,
     usable,
@@ -84,14 +86,22 @@ def expected_buckets(events: list[dict[str, Any]], cap: int) -> dict[tuple[int, 
     return {p: [s[i:i + cap] for i in range(0, len(s), cap)] for p, s in per_pair.items()}
 
 
-def repair(session: Session, users: list[int] | None) -> int:
-    """Counters recomputed and missing bucket entries added for ``users`` (None: everyone)."""
-    done = 0
-    for chunk in _user_chunks(session, users):
+def repair(session: Session, users: list[int] | None, hours: list[str] | None = None) -> int:
+    """Counters recomputed and missing bucket entries added for ``users`` (None: everyone).
+
+    ``hours``: only the buckets of those hours can lack entries (the hours of a dead batch, from
+    its journal entry): only they are read, not every bucket of the users.
+    """
+    def one(chunk: list[int]) -> int:
         events, _skipped = usable_events(session, chunk)
         _write_stats(session, chunk, expected_stats(events))
         present: set[str] = set()
-        for b in session.db[BUCKETS].find({"user_id": {"$in": chunk}}, {"events.event_id": 1}):
+        where: dict[str, Any] = {"user_id": {"$in": chunk}}
+        if hours is not None:
+            where["hour"] = {"$in": hours}
+            wanted = set(hours)
+            events = [e for e in events if e["hour"] in wanted]
+        for b in session.db[BUCKETS].find(where, {"events.event_id": 1}):
             present.update(e["event_id"] for e in b.get("events") or [])
         missing = [e for e in events if e["event_id"] not in present]
         if session.rewrite:
@@ -99,8 +109,9 @@ def repair(session: Session, users: list[int] | None) -> int:
             rewrite.write(session, BUCKETS, BucketWriter(session).plan(missing, stored), stored)
         else:
             BucketWriter(session).add(missing)
-        done += len(chunk)
-    return done
+        return len(chunk)
+
+    return sum(one(chunk) for chunk in _user_chunks(session, users))
 
 
 def recover(session: Session) -> int:
@@ -135,19 +146,31 @@ def recover_entries(session: Session, entries: list[dict[str, Any]]) -> int:
         return 0
     every = any(e.get("all") for e in entries)
     users: set[int] = set()
+    # the hours whose buckets the dead batches touched; None once one did not record them
+    hours: set[str] | None = set()
     replayed = 0
     for e in entries:
         plan = e.get("plan")
         if plan is None:
             users.update(u for u in e.get("users") or [] if _is_user_id(u))
+            recorded = e.get("hours")
+            if hours is not None and isinstance(recorded, list) and all(isinstance(h, str) for h in recorded):
+                hours.update(recorded)
+            else:
+                hours = None
             continue
         try:
             rewrite.replay(session, plan)
             replayed += len(e.get("users") or [])
         except DbcliError:  # another tool wrote in between (a duplicate key): recompute instead
             users.update(u for u in e.get("users") or [] if _is_user_id(u))
-        users.update(u for u in e.get("rest") or [] if _is_user_id(u))
-    repaired = repair(session, None if every else sorted(users)) if every or users else 0
+            hours = None
+        if e.get("rest"):
+            users.update(u for u in e["rest"] if _is_user_id(u))
+            hours = None
+    repaired = 0
+    if every or users:
+        repaired = repair(session, None if every else sorted(users), None if every or hours is None else sorted(hours))
     session.db[JOURNAL].delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
     return replayed + repaired
 
@@ -248,7 +271,7 @@ def _write_stats(session: Session, users: list[int], wanted: dict[int, dict[str,
             if uid in wanted:
                 validate(session, STATS, wanted[uid], f"user_stats of user {uid}")
                 docs.append({"_id": existing.get(uid) or ObjectId(), **wanted[uid]})
-        rewrite.write(session, STATS, docs, set(existing.values()))
+        rewrite.write(session, STATS, docs, {id_key(v) for v in existing.values()})
         return len(docs), len(gone)
     ops: list[Any] = []
     for uid in users:
@@ -282,7 +305,7 @@ def _write_buckets(session: Session, users: list[int],
         for seq, events in enumerate(chunks):
             doc = {"user_id": pair[0], "hour": pair[1], "seq": seq, "count": len(events), "events": events}
             validate(session, BUCKETS, doc, f"bucket {pair[0]}/{pair[1]}/{seq}")
-            insert.append(doc)
+            insert.append({"_id": bucket_id(pair[0], pair[1], seq), **doc})
     if remove:
         coll.delete_many({"_id": {"$in": remove}})
     if insert:
@@ -291,7 +314,9 @@ def _write_buckets(session: Session, users: list[int],
 
 
 def _bucket_layout_ok(have: list[dict[str, Any]], wanted: list[list[dict[str, Any]]], cap: int) -> bool:
-    """Same events, each once, counts that match, seq 0..k-1 with every bucket but the last full."""
+    """Same events, each once, counts that match, seq 0..k-1 with every bucket but the last full,
+    and each ``_id`` derived from the bucket's key (so a rebuild also moves buckets written before
+    ``model.bucket_id`` to it)."""
     ids = [e["event_id"] for b in have for e in b.get("events") or []]
     wanted_ids = sorted(e["event_id"] for chunk in wanted for e in chunk)
     if sorted(ids) != wanted_ids or len(have) != math.ceil(len(wanted_ids) / cap):
@@ -300,5 +325,7 @@ def _bucket_layout_ok(have: list[dict[str, Any]], wanted: list[list[dict[str, An
     if [b["seq"] for b in ordered] != list(range(len(ordered))):
         return False
     if any(b["count"] != len(b.get("events") or []) for b in ordered):
+        return False
+    if any(b["_id"] != bucket_id(b["user_id"], b["hour"], b["seq"]) for b in ordered):
         return False
     return all(b["count"] == cap for b in ordered[:-1])

@@ -34,7 +34,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from dbcli.errors import ConflictError
 from dbcli.shop.activity.journal import IN_FLIGHT, is_stale, journal_entry
-from dbcli.shop.activity.model import BUCKETS, JOURNAL, STATS, write_error
+from dbcli.shop.activity.model import BUCKETS, JOURNAL, STATS, id_key, write_error
 from dbcli.shop.activity.session import Session
 
 LOCK = "ferretdb1-writer"
@@ -131,13 +131,13 @@ def record(session: Session, plan: Plan) -> Iterator[tuple[Written, list[int]]]:
 def write(session: Session, name: str, docs: Sequence[Mapping[str, Any]], stored: set[Any] | None = None) -> None:
     """Replace documents whole by ``_id``: delete the old versions, insert the planned ones.
 
-    ``stored``: the ``_id``s that exist (a batch knows them); None deletes every planned ``_id``
+    ``stored``: the ``_id``s that exist, as ``model.id_key`` (a batch knows them); None deletes every planned ``_id``
     first (recovery, after a crash anywhere in here: idempotent).
     """
     if not docs:
         return
     coll = session.db[name]
-    old = [d["_id"] for d in docs if stored is None or d["_id"] in stored]
+    old = [d["_id"] for d in docs if stored is None or id_key(d["_id"]) in stored]
     if old:
         coll.delete_many({"_id": {"$in": old}})
     try:

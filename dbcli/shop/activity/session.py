@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ReadPreference
+from pymongo.errors import OperationFailure
 
 from dbcli.cache.store import note_write as cache_note_write
 from dbcli.config.model import Config
@@ -17,7 +18,9 @@ from dbcli.mongo import validation as mongo_schema
 from dbcli.mongo.json_schema import Problem, checker
 from dbcli.schema.files import CollectionSpec, collection_specs
 from dbcli.schema.mongo_collections import apply_concurrently
-from dbcli.shop.activity.model import COLLECTIONS, EVENTS, PLAIN_FIELDS
+from dbcli.shop.activity.model import BUCKETS, COLLECTIONS, EVENTS, PLAIN_FIELDS
+
+INDEX_NOT_FOUND = 27
 
 
 @dataclass
@@ -96,6 +99,29 @@ def _ensure_schema(db: Any, specs: dict[str, CollectionSpec]) -> None:
     # status() is a few reads; apply() only when something is missing (it also tries validators)
     if any(row["state"] != "present" for row in mongo_schema.status(db, specs)):
         apply_concurrently(db, specs)  # another writer may be creating them at the same moment
+    retire_legacy_index(db, specs[BUCKETS])
+
+
+def retire_legacy_index(db: Any, spec: CollectionSpec) -> bool:
+    """Drop the unique (user_id, hour, seq) index of ``activity_buckets`` that dbcli declared before
+    buckets had ``model.bucket_id``s; returns whether it was there.
+
+    ``schema apply`` never drops anything, so this is how an existing database migrates: the first
+    activity writer drops it (docs/activity.md, "Buckets"). On FerretDB 2.x it made every bucket write
+    cost time proportional to the collection; the ``_id`` now says the same. A schema directory that
+    still declares it keeps it.
+    """
+    declared = {ix.name for ix in spec.indexes}
+    for ix in db[BUCKETS].list_indexes():
+        if (ix.get("unique") and list(ix["key"]) == ["user_id", "hour", "seq"]
+                and ix["name"] not in declared):
+            try:
+                db[BUCKETS].drop_index(ix["name"])
+            except OperationFailure as e:
+                if e.code != INDEX_NOT_FOUND:  # another writer dropped it at the same moment
+                    raise
+            return True
+    return False
 
 
 def _encryptor(cfg: Config) -> Encryptor | None:

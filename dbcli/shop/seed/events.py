@@ -19,7 +19,7 @@ from dbcli.encryption.fields import Encryptor
 from dbcli.errors import ConflictError
 from dbcli.mongo import connection as mongo
 from dbcli.schema.files import collection_specs
-from dbcli.shop.activity.model import COLLECTIONS, event_doc, type_key, write_error
+from dbcli.shop.activity.model import COLLECTIONS, bucket_id, event_doc, type_key, write_error
 from dbcli.shop.seed.rows import DAY, SampleData, pick, weights
 
 INSERT_BATCH = 2000  # documents per insert_many
@@ -102,7 +102,8 @@ class ActivityData:
             self.open_hour = event["hour"]
         buckets = self.open_buckets.setdefault(uid, [])
         if not buckets or buckets[-1]["count"] >= self.bucket_size:
-            buckets.append({"user_id": uid, "hour": event["hour"], "seq": len(buckets), "count": 0, "events": []})
+            buckets.append({"_id": bucket_id(uid, event["hour"], len(buckets)), "user_id": uid, "hour": event["hour"],
+                            "seq": len(buckets), "count": 0, "events": []})
         bucket = buckets[-1]
         bucket["count"] += 1
         bucket["events"].append({"event_id": event["event_id"], "type": kind, "ts": ts})
