@@ -77,7 +77,7 @@ def restore(cfg: Config, source: Blob, *, jobs: int, drop: bool, tables: list[di
         except _Stopped as stopped:
             code, text = 1, stopped.text
         if refused:
-            text = errors.others(text, complete=True)
+            text = errors.others(text)
             if code == 1 and not text.strip():
                 code = 0  # only the tolerated errors: pg_restore exits 1 for any it went past
         if code != 0:
@@ -102,37 +102,38 @@ class _Stopped(Exception):
 
 
 class _OtherErrors:
-    """pg_restore's errors but those of the ``refused`` setting lines (see the module docstring)."""
+    """pg_restore's errors but those of the ``refused`` setting lines (see the module docstring).
 
-    _ENTRY = re.compile(r"^pg_restore: ", re.MULTILINE)
+    pg_restore's jobs are processes sharing one stderr, and each message goes out in three writes
+    (``pg_restore: ``, ``error: ``, then the body), so the prefixes of two jobs can interleave; a
+    body is one write. So the tolerated bodies are removed whole, then the prefixes, and whatever
+    is left is another error: the first one is reported, the one --exit-on-error would have stopped at.
+    """
+
+    _PREFIXES = re.compile(r"pg_restore: |(?:error|warning|detail|hint): ")
+    _IGNORED = re.compile(r"errors ignored on restore: \d+")
 
     def __init__(self, err: IO[bytes], refused: frozenset[bytes]) -> None:
         self.err, self.refused = err, refused
-        self.tolerated = {f"error: could not execute query: ERROR:  unrecognized configuration parameter "
-                          f"\"{line.split()[1].decode()}\"\nCommand was: {line.decode()}" for line in refused}
+        self.tolerated = [f"could not execute query: ERROR:  unrecognized configuration parameter "
+                          f"\"{line.split()[1].decode()}\"\nCommand was: {line.decode()}" for line in refused]
 
-    def others(self, text: str, *, complete: bool) -> str:
-        """``text`` without the tolerated errors and the count of ignored ones (which counts them),
-        up to its first other error: the one --exit-on-error would have stopped at."""
-        entries = self._ENTRY.split(text)
-        if not complete:
-            entries = entries[:-1]  # the last may be half-written
-        kept = []
-        for entry in entries:
-            if entry.strip() and entry.strip() not in self.tolerated \
-                    and not entry.startswith("warning: errors ignored on restore:"):
-                kept.append(f"pg_restore: {entry}")
-                if entry.startswith("error:"):
-                    break
-        return "".join(kept)
+    def others(self, text: str) -> str:
+        """The first error in ``text`` that is not tolerated (not the count of ignored ones), or ""."""
+        for body in self.tolerated:
+            text = text.replace(body + "\n", "").replace(body, "")
+        bodies = (b.strip() for b in self._PREFIXES.split(text))
+        first = next((b for b in bodies if b and not self._IGNORED.fullmatch(b)), "")
+        return f"pg_restore: error: {first}" if first else ""
 
     def check(self) -> None:
         """Every half second: an error that is not tolerated stops pg_restore, as --exit-on-error would."""
         if not self.refused:
             return
         text = os.pread(self.err.fileno(), 1 << 20, 0).decode(errors="replace")
-        if "pg_restore: error:" in self.others(text, complete=False):
-            raise _Stopped(self.others(text, complete=True))
+        other = self.others(text)
+        if other:
+            raise _Stopped(other)
 
 
 def _psql(tools: Tools, env: dict[str, str], conn_arg: str, watch: Watchdog,
