@@ -197,7 +197,8 @@ def test_without_prepared_transactions_the_parts_commit_one_after_the_other(
     monkeypatch.setattr(parallel_commit, "prepare", None)  # never called on this server
     write_config(tmp_path / "dbcli.yaml", {"postgres": {"dsn": no_2pc_server}})
     with psycopg.connect(no_2pc_server) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS notes; {NOTES}".encode())
+        conn.execute(b"DROP TABLE IF EXISTS notes")
+        conn.execute(NOTES.encode())
     source = tmp_path / "notes.csv"
     text, where = _csv(bad={2500: "x"})
     source.write_text(text)

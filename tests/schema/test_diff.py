@@ -24,10 +24,10 @@ from dbcli.schema.scratch import PREFIX
 from tests.helpers import invoke, write_config
 
 
-def execute(dsn: str, *statements: str) -> None:
+def execute(dsn: str, *statements: str | sql.Composable) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement.encode())
+            conn.execute(statement if isinstance(statement, sql.Composable) else statement.encode())
 
 
 def scratch_databases(pg_server: Any) -> list[str]:
@@ -223,7 +223,7 @@ def test_collation_identity_types_and_extensions(live: str) -> None:
             "ALTER TABLE users ALTER COLUMN user_id DROP IDENTITY",
             "CREATE TYPE mood AS ENUM ('sad', 'happy')",
             "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
-            f"CREATE EXTENSION {extension}")
+            sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(extension)))
     _, rows, _ = diff_rows()
     got = {(r["object"], r["kind"]): (r["expected"], r["actual"]) for r in rows}
     assert got[("addresses.line2", "column collation")] == (None, '"C"')
@@ -256,7 +256,7 @@ def test_types_and_extensions_of_the_migrations_are_no_drift(tmp_path: Path, liv
     assert (code, rows) == (0, []), err
     # the live database's own time zone prints the same default otherwise: still no drift
     dbname = conninfo_to_dict(live)["dbname"]
-    execute(live, f"ALTER DATABASE {dbname} SET timezone = 'Asia/Tokyo'")
+    execute(live, sql.SQL("ALTER DATABASE {} SET timezone = 'Asia/Tokyo'").format(sql.Identifier(dbname)))
     code, rows, err = diff_rows("--exit-code")
     assert (code, rows) == (0, []), err
     execute(live, "ALTER TYPE mood ADD VALUE 'meh'", "ALTER DOMAIN posint DROP DEFAULT")
