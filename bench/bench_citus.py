@@ -5,10 +5,13 @@ Both run on this machine from scratch temp dirs, with the same schema and the sa
 * the user-orders report on Citus vs the single node, median of --queries calls over as many users,
   goal <= 1.5x: as the library runs it (a new connection and a read-only transaction per call, so
   on Citus also new coordinator-to-worker connections) and on one open connection (as an
-  application with a pool runs it); with the plan's task count (1: one shard group, one worker);
-  the library call again with the nodes' SCRAM verifier as initdb writes it (4096 rounds: the
-  "before" of dbcli's cheaper one, in the same run), and split into connect / first query of the
-  session / the same query again;
+  application with a pool runs it), and through ``pg_runner.query(..., pool=)`` on a warm pool of
+  ``connection.make_pool``; with the plan's task count (1: one shard group, one worker); the
+  library call again with the nodes reaching each other over TCP with SCRAM (no pg_dist_poolinfo
+  rows: the "before" of ``citus_local.node_sockets``, in the same run), and split into connect /
+  first query of the session / the same query again (after and before); and the statement on a
+  warm coordinator session that opens a new worker connection each time, sockets against TCP
+  with SCRAM, interleaved (what the sockets save per coordinator-to-worker connection);
 * the issue's literal user-orders query (joined on order_id only: a repartition join on Citus);
 * the same report as a whole command line (``dbcli report run user-orders``, process start-up
   included), median of --cli-runs runs each;
@@ -134,6 +137,46 @@ def session_phases(cfg: Any, user_ids: list[int]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in phases.items()}
 
 
+def worker_connection_times(cfg: Any, user_ids: list[int]) -> list[float]:
+    """The statement on one open coordinator session that keeps no worker connection between
+    statements (``citus.max_cached_conns_per_worker = 0``): each one opens a new connection to the
+    user's worker, so sockets against TCP with SCRAM is the only difference between two runs."""
+    import psycopg
+
+    from dbcli.postgres import connection
+    from dbcli.reports import registry
+
+    report = registry.get(cfg, "user-orders")
+    sql = str(report.sql)
+    times = []
+    with psycopg.connect(connection.conninfo(cfg), autocommit=True) as conn:
+        conn.execute("SET citus.max_cached_conns_per_worker = 0")
+        conn.execute(sql, dict(report.resolve({"user_id": "1"})), prepare=True).fetchall()  # metadata warm
+        for uid in user_ids:
+            values = dict(report.resolve({"user_id": str(uid)}))
+            start = time.perf_counter()
+            conn.execute(sql, values, prepare=True).fetchall()
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def pool_times(cfg: Any, user_ids: list[int]) -> list[float]:
+    """The library call on a warm connection of an application's pool (``pg_runner.query(pool=)``)."""
+    from dbcli.postgres import connection
+    from dbcli.reports import pg_runner, registry
+
+    report = registry.get(cfg, "user-orders")
+    times = []
+    with connection.make_pool(cfg, min_size=1, max_size=1) as pool:
+        pg_runner.query(cfg, report, report.resolve({"user_id": "1"}), pool=pool)  # the session warm
+        for uid in user_ids:
+            values = report.resolve({"user_id": str(uid)})
+            start = time.perf_counter()
+            pg_runner.query(cfg, report, values, pool=pool)
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def literal_times(cfg: Any, user_ids: list[int]) -> list[float]:
     """The issue's classic query as typed (orders joined to their lines on order_id only)."""
     from dbcli.postgres import connection
@@ -148,28 +191,32 @@ def literal_times(cfg: Any, user_ids: list[int]) -> list[float]:
 
 
 @contextmanager
-def initdb_verifier(cfg: Any) -> Iterator[None]:
-    """The nodes' SCRAM verifier as initdb writes it (4096 rounds, as before dbcli stored a cheaper
-    one), for a before/after in the same run; the cheap one again on leaving."""
+def tcp_between_nodes(cfg: Any) -> Iterator[None]:
+    """Before: the nodes reach each other over TCP, authenticated by SCRAM (no pg_dist_poolinfo rows,
+    as until dbcli routed them through their Unix sockets); the sockets again on leaving."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
     from dbcli.postgres import citus_local, embedded
 
-    password = citus_local.password_file(cfg).read_text(encoding="utf-8").strip()
+    dbname = cfg.postgres.dbname or embedded.DEFAULT_DBNAME
+    saved: dict[int, list[tuple[int, str]]] = {}
 
-    def store(iterations: int) -> None:
+    def route(rows: dict[int, list[tuple[int, str]]] | None) -> None:
         for node in citus_local.nodes(cfg):
             server = embedded.running(node.data_dir)
             assert server is not None
-            with psycopg.connect(make_conninfo(**server.conninfo("postgres")), autocommit=True) as conn:
-                citus_local.store_verifier(conn, password, iterations)
+            with psycopg.connect(make_conninfo(**server.conninfo(dbname)), autocommit=True) as conn:
+                if rows is None:
+                    saved[server.port] = [(int(r[0]), str(r[1])) for r in
+                                          conn.execute("SELECT nodeid, poolinfo FROM pg_dist_poolinfo").fetchall()]
+                citus_local.node_sockets(conn, [] if rows is None else rows[server.port])
 
-    store(4096)
+    route(None)
     try:
         yield
     finally:
-        store(citus_local.SCRAM_ITERATIONS)
+        route(saved)
 
 
 def tasks_of_plan(cfg: Any) -> str:
@@ -211,17 +258,24 @@ def main() -> None:
             users = random.Random(5).sample(range(1, args.users + 1), min(args.queries, args.users))
             plan = tasks_of_plan(citus_cfg)
             single_q, citus_q, citus_before = [], [], []
-            for _ in range(2):  # alternating halves: neither side gets the warm cache alone
-                half = users[: len(users) // 2], users[len(users) // 2:]
-                for part in half:
+            for _ in range(2):  # alternating blocks: neither side gets the warm cache, nor a quiet minute, alone
+                for part in (users[i:i + 10] for i in range(0, len(users), 10)):
                     single_q += report_times(single_cfg, part)
                     citus_q += report_times(citus_cfg, part)
-                    with initdb_verifier(citus_cfg):
+                    with tcp_between_nodes(citus_cfg):
                         citus_before += report_times(citus_cfg, part)
+            w_after, w_before = [], []
+            for part in (users[i:i + 20] for i in range(0, len(users), 20)):
+                w_after += worker_connection_times(citus_cfg, part)
+                with tcp_between_nodes(citus_cfg):
+                    w_before += worker_connection_times(citus_cfg, part)
+            w_ms, w_before_ms = statistics.median(w_after) * 1000, statistics.median(w_before) * 1000
             s_ms, c_ms = statistics.median(single_q) * 1000, statistics.median(citus_q) * 1000
             c_before = statistics.median(citus_before) * 1000
             phase_users = users[: min(60, len(users))]
             s_phases, c_phases = session_phases(single_cfg, phase_users), session_phases(citus_cfg, phase_users)
+            with tcp_between_nodes(citus_cfg):
+                b_phases = session_phases(citus_cfg, phase_users)
             literal_users = users[: min(5, len(users))]  # a repartition join takes seconds on Citus
             s_lit = statistics.median(literal_times(single_cfg, literal_users)) * 1000
             c_lit = statistics.median(literal_times(citus_cfg, literal_users)) * 1000
@@ -230,6 +284,11 @@ def main() -> None:
                 single_o += open_connection_times(single_cfg, part)
                 citus_o += open_connection_times(citus_cfg, part)
             s_open, c_open = statistics.median(single_o) * 1000, statistics.median(citus_o) * 1000
+            single_p, citus_p = [], []
+            for part in (users[: len(users) // 2], users[len(users) // 2:]):
+                single_p += pool_times(single_cfg, part)
+                citus_p += pool_times(citus_cfg, part)
+            s_pool, c_pool = statistics.median(single_p) * 1000, statistics.median(citus_p) * 1000
 
             single_cli, citus_cli = [], []
             for i in range(args.cli_runs):
@@ -265,11 +324,16 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| user-orders, library call (median of {len(citus_q)}) | {s_ms:.2f} ms | {c_ms:.2f} ms "
           f"| {c_ms / s_ms:.2f}x | <= 1.5x |")
-    print(f"| the same, before: initdb's 4096-round SCRAM verifier on the nodes | {s_ms:.2f} ms | {c_before:.2f} ms "
+    print(f"| the same, before: the nodes reach each other over TCP with SCRAM | {s_ms:.2f} ms | {c_before:.2f} ms "
           f"| {c_before / s_ms:.2f}x | <= 1.5x |")
+    print(f"| - a statement that opens a new worker connection, on a warm coordinator session (median of "
+          f"{len(w_after)}) | - | {w_ms:.2f} ms (before, TCP with SCRAM: {w_before_ms:.2f} ms) "
+          f"| {w_ms / w_before_ms:.2f}x of before | - |")
     for name in s_phases:
-        print(f"| - of which {name} (median of {len(phase_users)}) | {s_phases[name]:.2f} ms "
-              f"| {c_phases[name]:.2f} ms | {c_phases[name] / s_phases[name]:.2f}x | - |")
+        print(f"| - of which {name} (median of {len(phase_users)}; before: {b_phases[name]:.2f} ms) "
+              f"| {s_phases[name]:.2f} ms | {c_phases[name]:.2f} ms | {c_phases[name] / s_phases[name]:.2f}x | - |")
+    print(f"| user-orders through `pg_runner.query(pool=)`, warm pool (median of {len(citus_p)}) | {s_pool:.2f} ms "
+          f"| {c_pool:.2f} ms | {c_pool / s_pool:.2f}x | <= 1.5x |")
     print(f"| user-orders on one open connection (median of {len(citus_o)}) | {s_open:.2f} ms | {c_open:.2f} ms "
           f"| {c_open / s_open:.2f}x | <= 1.5x |")
     print(f"| the literal query (joined on order_id only), one open connection (median of {len(literal_users)}) "

@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tables import ROOT, measured, run, write_csv
+from bench_tables import ROOT, measured, run, scratch_shop
 
 QUERIES = {
     "sql csv, int/text/numeric/bool": "select product_id, sku, product_name, description, price, stock, active "
@@ -53,33 +49,15 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another dbcli source tree to measure in the same rounds")
     args = parser.parse_args()
 
-    import psycopg
-
     sys.path.insert(0, str(ROOT))
-    from dbcli.config.load import load_config
     from dbcli.postgres import embedded as local_pg
-    from dbcli.schema.files import migrations
 
-    work = Path(tempfile.mkdtemp(prefix="dbcli-bench-export-"))
-    os.chmod(work, 0o755)  # the embedded server runs as another user when we are root
-    data_dir = work / "pg" / "data"
-    server = local_pg.ensure_running(data_dir, "bench")
-    try:
-        dsn = " ".join(f"{k}={v}" for k, v in server.conninfo("bench").items())
-        with psycopg.connect(dsn) as conn:
-            for m in migrations(load_config()):
-                conn.execute(m.sql.encode())
-        config = work / "dbcli.yaml"
-        config.write_text(yaml.safe_dump({"postgres": {"dsn": dsn}}))
-        env = {**os.environ, "DBCLI_CONFIG": str(config), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    with scratch_shop("dbcli-bench-export-") as shop:
+        work, data_dir, psql = shop.work, shop.data_dir, shop.psql
+        env = {k: v for k, v in shop.env.items() if k != "DBCLI_FORMAT"}  # every command here names its format
         os.chdir(work)  # `python -m dbcli` looks in the current directory first: each tree comes from PYTHONPATH
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        psql = [str(local_pg.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn]
-        csv_path = work / "products.csv"
-        print(f"writing and loading {args.rows:,} rows...", file=sys.stderr)
-        write_csv(csv_path, args.rows)
-        run([*psql, "-c", r"\copy products (sku, product_name, description, price, stock, active) FROM "
-             f"'{csv_path}' WITH (FORMAT csv, HEADER)"])
+        _csv_path, copy_in = shop.products_csv(args.rows)
+        run([*psql, "-c", copy_in])
         run([*psql, "-c", "VACUUM ANALYZE products"])
         trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
 
@@ -163,9 +141,6 @@ def main() -> None:
         base, after = (statistics.median(w for w, _, _ in csv_runs[who]) for who in ("baseline", "after"))
         print(f"\nstreaming ratio of table export csv, start-up taken out of both: "
               f"{(base - start['baseline']) / (after - start['after']):.2f}x")
-    finally:
-        local_pg.stop(data_dir)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

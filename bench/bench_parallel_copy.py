@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_tables import measured, run, scratch_shop, write_csv  # noqa: E402 - after the path is set
+from bench.bench_tables import measured, run, scratch_shop  # noqa: E402 - after the path is set
 
 
 def main() -> None:
@@ -44,22 +44,15 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             slots = conn.execute("SHOW max_prepared_transactions").fetchone()
         dbcli = [sys.executable, "-m", "dbcli", "-q"]
-        csv_path = work / "products.csv"
-        print(f"writing {args.rows:,} rows of CSV...", file=sys.stderr)
-        write_csv(csv_path, args.rows)
+        csv_path, copy_in = shop.products_csv(args.rows)
         size_mb = csv_path.stat().st_size / 2**20
-
-        def empty() -> None:
-            run([*psql, "-c", "TRUNCATE products RESTART IDENTITY CASCADE"])
-            run([*psql, "-c", "CHECKPOINT"])
+        empty = shop.empty_products
 
         def count() -> int:
             with psycopg.connect(dsn) as conn:
                 row = conn.execute("SELECT count(*) FROM products").fetchone()
             return int(row[0]) if row else -1
 
-        copy_in = (r"\copy products (sku, product_name, description, price, stock, active) FROM "
-                   f"'{csv_path}' WITH (FORMAT csv, HEADER)")
         import_cmd = [*dbcli, "table", "import", "products", str(csv_path)]
         halves = _halves(csv_path, args.jobs)
         times: dict[str, list[tuple[float, float]]] = {"psql": [], "psqls": [], "one": [], "jobs": []}

@@ -91,6 +91,19 @@ class ScratchShop:
     env: dict[str, str]  # for dbcli child processes: its config file, JSON output
     psql: list[str]  # psql on the database, stopping at the first error
 
+    def products_csv(self, rows: int) -> tuple[Path, str]:
+        """products.csv of ``rows`` rows in the scratch directory, and the psql ``\\copy`` that loads it."""
+        path = self.work / "products.csv"
+        print(f"writing {rows:,} rows of CSV...", file=sys.stderr)
+        write_csv(path, rows)
+        return path, (r"\copy products (sku, product_name, description, price, stock, active) FROM "
+                      f"'{path}' WITH (FORMAT csv, HEADER)")
+
+    def empty_products(self) -> None:
+        """No product left, and a checkpoint: each import starts from the same state."""
+        run([*self.psql, "-c", "TRUNCATE products RESTART IDENTITY CASCADE"])
+        run([*self.psql, "-c", "CHECKPOINT"])
+
 
 @contextmanager
 def scratch_shop(prefix: str, keep: bool = False) -> Iterator[ScratchShop]:
@@ -145,17 +158,9 @@ def main() -> None:
             conn.execute("INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g "
                          "FROM generate_series(1, 1000) g")
         dbcli = [sys.executable, "-m", "dbcli"]
-        csv_path = work / "products.csv"
-        print(f"writing {args.rows:,} rows of CSV...", file=sys.stderr)
-        write_csv(csv_path, args.rows)
+        csv_path, copy_in = shop.products_csv(args.rows)
         size_mb = csv_path.stat().st_size / 2**20
-
-        def empty() -> None:
-            run([*psql, "-c", "TRUNCATE products RESTART IDENTITY CASCADE"])
-            run([*psql, "-c", "CHECKPOINT"])
-
-        copy_in = (r"\copy products (sku, product_name, description, price, stock, active) FROM "
-                   f"'{csv_path}' WITH (FORMAT csv, HEADER)")
+        empty = shop.empty_products
         bare_in, ours_in = [], []
         for _ in range(args.repeat):
             empty()

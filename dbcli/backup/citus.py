@@ -29,6 +29,7 @@ from psycopg import sql
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup.pg_tools import restore_error
 from dbcli.backup.repo import Blob
+from dbcli.child_process import die_with_parent
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, DbcliError
 from dbcli.postgres import citus
@@ -113,7 +114,7 @@ class ListWithoutCitus:
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen([str(tools.pg_restore), "--list", *([] if feed else [str(blob.local)])],
                                     stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=err)
+                                    stdout=subprocess.PIPE, stderr=err, preexec_fn=die_with_parent())
             feeder = threading.Thread(target=_feed, args=(blob, key, proc.stdin), daemon=True) if feed else None
             if feeder is not None:
                 feeder.start()

@@ -151,6 +151,11 @@ def decrypt_chunks(source: Readable, key: bytes) -> Iterator[bytes]:
             return
 
 
+def read_exact(source: Readable, n: int) -> bytes:
+    """``n`` bytes of ``source``; fewer only where it ends."""
+    return _read_exact(source, n)
+
+
 def _read_exact(source: Readable, n: int) -> bytes:
     parts: list[bytes] = []
     while n > 0:

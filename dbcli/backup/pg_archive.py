@@ -20,6 +20,7 @@ from dbcli.backup import crypto as backup_crypto
 from dbcli.backup.pg_tools import restore_error
 from dbcli.backup.repo import Blob
 from dbcli.backup.repo_local import LocalBlob
+from dbcli.child_process import die_with_parent
 from dbcli.errors import CheckFailedError
 from dbcli.postgres.tools import Tools
 
@@ -76,11 +77,11 @@ def _run_pg_restore(tools: Tools, args: list[str], path: Blob, key: bytes | None
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
         if key is None and path.local is not None:
             proc = subprocess.Popen([*cmd, str(path.local)], stdin=subprocess.DEVNULL,
-                                    stdout=out if capture else stdout_target, stderr=err)
+                                    stdout=out if capture else stdout_target, stderr=err, preexec_fn=die_with_parent())
             code = proc.wait()
         elif key is None:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out if capture else stdout_target,
-                                    stderr=err)
+                                    stderr=err, preexec_fn=die_with_parent())
             assert proc.stdin is not None
             try:
                 with path.open() as src, suppress(BrokenPipeError):
@@ -92,7 +93,7 @@ def _run_pg_restore(tools: Tools, args: list[str], path: Blob, key: bytes | None
                 code = proc.wait()
         else:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out if capture else stdout_target,
-                                    stderr=err)
+                                    stderr=err, preexec_fn=die_with_parent())
             assert proc.stdin is not None
             decrypt_error: Exception | None = None
             try:

@@ -40,7 +40,7 @@ from dbcli.backup.repo import Sink, Staging
 from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import open_private
-from dbcli.child_process import wait_exited
+from dbcli.child_process import die_with_parent, wait_exited
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, WriteFailedError
 from dbcli.fsutil import write_errors_mapped
@@ -192,7 +192,8 @@ def _to_file(args: list[str], env: dict[str, str], dest: Path, key: bytes | None
         digest = FileDigest(dest)  # before pg_dump: nothing to stop if the thread cannot start
         try:
             proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.PIPE if key else out, stderr=err, env=env))
+                                                stdout=subprocess.PIPE if key else out, stderr=err, env=env,
+                                                preexec_fn=die_with_parent()))
             watch.follow(lambda: _size(dest))  # encrypted or not, the file grows as pg_dump works
         except BaseException:
             digest.cancel()
@@ -244,7 +245,7 @@ def _stream(args: list[str], env: dict[str, str], sink: Sink, key: bytes | None,
     """pg_dump through this process into ``sink`` (an upload, which hashes what it sends)."""
     with tempfile.TemporaryFile() as err:
         proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            stderr=err, env=env))
+                                            stderr=err, env=env, preexec_fn=die_with_parent()))
         pump = _Pump(proc.stdout, sink, key)  # type: ignore[arg-type]
         watch.follow(lambda: pump.moved)
         try:

@@ -25,7 +25,7 @@ from dbcli.backup import stages
 from dbcli.backup.liveness import Watchdog
 from dbcli.backup.pg_tools import tool_failure
 from dbcli.backup.stages import Progress
-from dbcli.child_process import wait_exited
+from dbcli.child_process import die_with_parent, wait_exited
 from dbcli.errors import CheckFailedError, UsageError
 
 SUFFIX = ".dir"
@@ -75,7 +75,7 @@ def run_watched(args: list[str], env: dict[str, str], watch: Watchdog, measure: 
     Anything raised kills the tool. ``stderr``: a file of the caller's for the tool's stderr (poll may read it)."""
     with tempfile.TemporaryFile() if stderr is None else nullcontext(stderr) as err:
         proc = watch.guard(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=err, env=env))
+                                            stderr=err, env=env, preexec_fn=die_with_parent()))
         watch.follow(lambda: measure(proc.pid))
         try:
             result = during()

@@ -28,6 +28,7 @@ from dbcli.backup.pg_tools import restore_error, tool_failure
 from dbcli.backup.repo import Blob
 from dbcli.backup.repo_local import LocalBlob
 from dbcli.backup.stages import Progress
+from dbcli.child_process import die_with_parent
 from dbcli.config.model import Config
 from dbcli.errors import CheckFailedError, ConfigError, ConflictError, DbcliError
 from dbcli.postgres.params import conn_params
@@ -109,7 +110,8 @@ def restore(cfg: Config, source: Path | Blob, *, key: bytes | None, drop: bool, 
           Watchdog(params, cfg.postgres.liveness_check) as watch):
         # our lines are read as UTF-8; pg_restore's script sets the dump's own encoding for its part
         psql = watch.guard(subprocess.Popen([*psql_args, conn_arg], stdin=subprocess.PIPE, stdout=out,
-                                            stderr=psql_err, env={**env, "PGCLIENTENCODING": "UTF8"}))
+                                            stderr=psql_err, env={**env, "PGCLIENTENCODING": "UTF8"},
+                                            preexec_fn=die_with_parent()))
         # the stream moves while psql reads the script or talks to the server, whichever way it comes
         watch.follow(lambda: io_bytes(psql.pid))
         assert psql.stdin is not None
@@ -123,7 +125,7 @@ def restore(cfg: Config, source: Path | Blob, *, key: bytes | None, drop: bool, 
                 dumper = watch.guard(subprocess.Popen(
                     [str(tools.pg_restore), *pg_args, *([] if feed else [str(path.local)])],
                     stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err))
+                    stdout=subprocess.PIPE if relay else psql.stdin, stderr=restore_err, preexec_fn=die_with_parent()))
                 try:
                     reader.start(dumper.stdin)
                     if relay:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dbcli.child_process import wait_exited
+from dbcli.child_process import die_with_parent, wait_exited
 from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import DbcliError
@@ -43,7 +43,7 @@ class PsqlSession:
         try:
             # the rows are read back as UTF-8 JSON whatever encoding the profile's clients use
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
-                                         env={**env, "PGCLIENTENCODING": "UTF8"})
+                                         env={**env, "PGCLIENTENCODING": "UTF8"}, preexec_fn=die_with_parent())
         except BaseException:
             self._err.close()
             raise

@@ -9,6 +9,7 @@ from dbcli.backup import archive_transfer, pg_dump_dir, pg_restore, pg_restore_j
 from dbcli.backup import citus as backup_citus
 from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import mongo as backup_mongo
+from dbcli.backup.archive_check import ArchiveCheck
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.pg_restore_sql import target_has_tables
 from dbcli.backup.repo import Blob
@@ -39,15 +40,15 @@ def restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pat
     encrypted or in object storage is fetched into a scratch directory first (archive_transfer),
     every file checked, and removed after.
     """
-    with Scratch() as scratch:
+    with Scratch() as scratch, ArchiveCheck() as archive_check:
         return _restore(source_cfg, target_cfg, backup_id=backup_id, root=root, target=target, drop=drop,
                         no_owner=no_owner, without_citus=without_citus, progress=progress, jobs=jobs,
-                        scratch=scratch)
+                        scratch=scratch, archive_check=archive_check)
 
 
 def _restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Path | str | None, target: str,
              drop: bool, no_owner: bool, without_citus: bool, progress: Progress, jobs: int,
-             scratch: Scratch) -> list[dict[str, Any]]:
+             scratch: Scratch, archive_check: ArchiveCheck) -> list[dict[str, Any]]:
     repo = open_repository(source_cfg, root)
     info = repo.find_backup(backup_id, kind="logical")  # "latest": the newest backup this command restores
     files = repo.files(info)
@@ -79,7 +80,9 @@ def _restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pa
         # pg_restore reads these itself (-j, a directory): their checksums first, before anything is written
         archive = manifest["postgres"]["file"]
         listed = pg_dump_dir.archive_files(manifest, archive)
-        if key is None and files.blob(archive).local is not None:
+        if key is None and files.blob(archive).local is not None and jobs > 1:
+            archive_check.start(files, listed, info.id)  # while the target is checked (archive_check)
+        elif key is None and files.blob(archive).local is not None:
             check_files(files, listed, check, strays=False)
         else:
             local = archive_transfer.fetch(files, listed, archive, key, scratch.path(), check.add, progress=progress)
@@ -128,7 +131,8 @@ def _restore(source_cfg: Config, target_cfg: Config, *, backup_id: str, root: Pa
                     done = pg_restore_jobs.restore(target_cfg, source, jobs=jobs, drop=drop, server_num=server_num,
                                                    tables=pg["tables"], no_owner=no_owner,
                                                    own_rows=pg.get("row_counts") == "own",
-                                                   use_list=listing.path if listing else None, progress=progress)
+                                                   use_list=listing.path if listing else None, progress=progress,
+                                                   before_writing=archive_check.result)
                 else:
                     done = pg_restore.restore(target_cfg, source, key=pg_key, drop=drop,
                                            tables=pg["tables"], sha256=None if whole_first

@@ -66,19 +66,20 @@ def _encoded(body: dict[str, Any], clock: Clock) -> bytes:
 def _take(client: Any, location: S3Location, key: str, where: str, body: dict[str, Any], clock: Clock) -> str:
     for _attempt in range(2):  # a stale lock is removed once, then taken
         try:
-            response = client.put_object(Bucket=location.bucket, Key=key, Body=_encoded(body, clock),
-                                         IfNoneMatch="*", ContentType="application/json")
+            client.put_object(Bucket=location.bucket, Key=key, Body=_encoded(body, clock), IfNoneMatch="*",
+                              ContentType="application/json")
         except Exception as e:
             if error_code(e) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise translate(e, location.url, writing=True) or e from None
-        else:
-            held = _read(client, location, key)
-            if held is not None and held[0].get("owner") == body["owner"]:
-                return str(response["ETag"])
+        # read back whatever the answer: a server ignoring the condition may have let another run's
+        # write land last, and a PUT whose answer was lost (a timeout, then botocore's retry) is
+        # refused (412) by the very lock it made
         held = _read(client, location, key)
         if held is None:
             continue  # released meanwhile
         data, etag = held
+        if data.get("owner") == body["owner"]:
+            return etag
         if not _stale(data, clock):
             raise LockedError(f"another backup run holds {where} ({_holder(data)})", hint="wait for it to finish")
         try:  # only that stale version: never a lock another run has just taken
@@ -92,7 +93,12 @@ def _take(client: Any, location: S3Location, key: str, where: str, body: dict[st
 
 
 def _read(client: Any, location: S3Location, key: str) -> tuple[dict[str, Any], str] | None:
-    """The lock's content, with ``age`` (seconds since it was written, by the server's clock), and its ETag."""
+    """The lock's content, with ``age`` (seconds since it was written, by the server's clock), and its ETag.
+
+    ``age`` is coarse and errs low: Date and Last-Modified have whole seconds, and a server may send a
+    Date it refreshes once a second (versitygw's, from fasthttp), later still when it is short of CPU
+    (a lock just written can read ``age`` -1). Low is the safe side: a stale lock is taken a little
+    later, a live one never early."""
     # botocore has imported email.utils already; a local backup command does not need it
     from email.utils import parsedate_to_datetime
 

@@ -4,20 +4,20 @@ A scratch directory is made in the temporary directory (``TMPDIR``, else /tmp) a
 ``dbcli-scratch-*``, mode 0700, and removed on every exit path of the run that made it. A run killed
 with SIGKILL cannot remove its own, and it may hold a decrypted dump: so each run holds a lock
 (flock) on its directory while it lives, and the next ``backup create``, ``restore`` or ``verify``
-(any run that may make one) first removes the ones no live process holds (``clean_stale``).
+(any run that may make one) first removes the ones no live process holds (``clean_stale``): see
+dbcli/tempdirs.py.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
-from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
 from dbcli.backup.store import disk_error
+from dbcli.tempdirs import make_locked, remove_stale
 
 PREFIX = "dbcli-scratch-"
 
@@ -56,40 +56,9 @@ class Scratch:
 
 def _make() -> tuple[Path, int]:
     """A new directory, locked: (its path, the descriptor holding the lock)."""
-    while True:
-        path = Path(tempfile.mkdtemp(prefix=PREFIX))  # mode 0700 whatever the umask
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # another run's clean_stale removed it before it was opened
-
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink > 0:
-            return path, fd
-        os.close(fd)  # another run's clean_stale removed it before it was locked: make another
+    return make_locked(PREFIX)
 
 
 def clean_stale() -> list[str]:
     """Remove the scratch directories of this user that no live process holds; their names."""
-    removed = []
-    base = Path(tempfile.gettempdir())
-    with suppress(OSError):
-        for entry in base.iterdir():
-            if not entry.name.startswith(PREFIX):
-                continue
-            try:
-                fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                if os.fstat(fd).st_uid != os.geteuid():
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its run is alive
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry.name)
-            finally:
-                os.close(fd)
-    return removed
+    return remove_stale(PREFIX)

@@ -30,3 +30,8 @@ ReportNameArg = Annotated[str, typer.Argument(help="Report name (see dbcli repor
                                               autocompletion=completion.reports)]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-P", help="A parameter as KEY=VALUE; repeat "
                      "for several. Dates take YYYY-MM-DD, today or today-7d.", show_default=False)]
+
+# the two arguments PostgreSQL gives archive_command and restore_command
+WalPathArg = Annotated[str, typer.Argument(help="The path the server gives (%p): the WAL file to archive, or "
+                                           "where to put the fetched one.", show_default=False)]
+WalNameArg = Annotated[str, typer.Argument(help="The WAL file's name (%f).", show_default=False)]

@@ -10,6 +10,7 @@ that no single command of a slow server nears the socket timeout).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor, wait
 from typing import Any
 
 from pymongo.errors import BulkWriteError
@@ -35,20 +36,32 @@ def statement_limit(mc: Any) -> int:
     return FERRETDB1_STATEMENTS if is_ferretdb1(mc) else DEFAULT_STATEMENTS
 
 
-def bulk_write(coll: Any, ops: Sequence[Any], limit: int) -> dict[str, Any]:
+def bulk_write(coll: Any, ops: Sequence[Any], limit: int, pool: Executor | None = None) -> dict[str, Any]:
     """Unordered ``bulk_write`` in commands of at most ``limit`` statements.
 
     Returns the summed ``bulk_api_result`` (nMatched, nModified, nUpserted, nInserted, nRemoved).
     A BulkWriteError carries the summed result of every chunk, and write errors whose ``index``
     counts from the start of ``ops``; the chunks after a failed one are still written (unordered).
+    With a ``pool``, the chunks are sent concurrently (over as many connections of the client),
+    and every chunk has finished, written or failed, before this returns or raises.
     """
     total: dict[str, Any] = {"nInserted": 0, "nMatched": 0, "nModified": 0, "nUpserted": 0, "nRemoved": 0,
                              "writeErrors": [], "writeConcernErrors": [], "upserted": []}
-    for start in range(0, len(ops), max(1, limit)):
+
+    def send(start: int) -> dict[str, Any]:
         try:
-            res = coll.bulk_write(list(ops[start:start + limit]), ordered=False).bulk_api_result
+            return dict(coll.bulk_write(list(ops[start:start + limit]), ordered=False).bulk_api_result)
         except BulkWriteError as e:
-            res = e.details
+            return dict(e.details)
+
+    starts = range(0, len(ops), max(1, limit))
+    if pool is None or len(starts) < 2:
+        results = [send(start) for start in starts]
+    else:
+        futures = [pool.submit(send, start) for start in starts]
+        wait(futures)
+        results = [f.result() for f in futures]
+    for start, res in zip(starts, results, strict=True):
         for key in ("nInserted", "nMatched", "nModified", "nUpserted", "nRemoved"):
             total[key] += int(res.get(key, 0))
         for key in ("writeErrors", "upserted"):

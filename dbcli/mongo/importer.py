@@ -5,7 +5,8 @@ Import reads JSON arrays, JSONL or CSV (Extended JSON values) through ``dbcli.re
 its configured fields and BSON-encodes it into a spool; any malformed or invalid document stops
 there with exit 5 and nothing written, unless ``skip_invalid``. Pass 2 (here) streams the spool to
 the server in batches, ``insert_many(ordered=False)`` of raw BSON (nothing parsed or encoded
-twice) or bulk upserts on a key field, with one batch on the wire while the next is read.
+twice) or, with a key field, each document inserted or updated by its key (``dbcli.mongo.keyed``: one
+indexed read per batch, then inserts and updates by ``_id``), one batch on the wire while the next is read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import bson
-from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -28,10 +28,11 @@ from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.encryption.fields import Encryptor
 from dbcli.errors import InvalidInputError, UsageError
-from dbcli.mongo.bulk import bulk_write, statement_limit
+from dbcli.mongo.bulk import is_ferretdb1, statement_limit
 from dbcli.mongo.collections import note_write
 from dbcli.mongo.connection import max_document_size, session, translated
 from dbcli.mongo.json_schema import schema_checker
+from dbcli.mongo.keyed import write_keyed
 from dbcli.mongo.query import check_name, dotted
 from dbcli.mongo.spool import SPOOL_IN_MEMORY, ImportReport, first_pass, parallel_first_pass, parallel_plan, read_spool
 
@@ -103,6 +104,7 @@ def _write_all(cfg: Config, name: str, records: Iterator[tuple[int, Any]], repor
     with session(cfg) as db, ThreadPoolExecutor(max_workers=depth, thread_name_prefix="dbcli-import") as pool:
         coll = db[name]
         limit = statement_limit(db.client) if upsert_key is not None else 0
+        parallel = upsert_key is not None and not is_ferretdb1(db.client)
         pending: deque[Future[_Batch]] = deque()
         written = 0
 
@@ -117,7 +119,7 @@ def _write_all(cfg: Config, name: str, records: Iterator[tuple[int, Any]], repor
         def submit(docs: list[Any], lines: list[int]) -> None:
             if len(pending) >= depth:
                 collect()  # bounded: at most ``depth`` batches in memory and on the wire
-            pending.append(pool.submit(_write_batch, coll, docs, lines, upsert_key, limit))
+            pending.append(pool.submit(_write_batch, coll, docs, lines, upsert_key, limit, parallel))
 
         docs: list[Any] = []
         lines: list[int] = []
@@ -166,8 +168,9 @@ class _Batch:
 
 
 def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upsert_key: str | None,
-                 limit: int = 0) -> _Batch:
-    """One unordered bulk write (upserts: in commands of at most ``limit`` statements) and what came of it."""
+                 limit: int = 0, parallel: bool = False) -> _Batch:
+    """One unordered bulk write (keyed: ``dbcli.mongo.keyed``, at most ``limit`` statements a command) and
+    what came of it."""
     batch = _Batch(size=len(docs))
     try:
         with translated(docs):
@@ -176,7 +179,7 @@ def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upser
                     coll.insert_many(docs, ordered=False)
                     batch.inserted = len(docs)
                 else:
-                    batch.count_upserts(bulk_write(coll, _upserts(docs, upsert_key), limit))
+                    batch.count_upserts(write_keyed(coll, docs, upsert_key, limit, parallel=parallel))
             except BulkWriteError as e:
                 details = e.details
                 if upsert_key is None:
@@ -193,15 +196,3 @@ def _write_batch(coll: Collection[Any], docs: list[Any], lines: list[int], upser
         raise InvalidInputError(f"batch starting at line {lines[0]}: {e.message}") from e
     return batch
 
-
-def _upserts(docs: list[dict[str, Any]], key: str) -> list[UpdateOne]:
-    ops = []
-    for doc in docs:
-        fields = {k: v for k, v in doc.items() if k != "_id"}
-        update: dict[str, Any] = {"$set": fields} if fields else {}
-        if "_id" in doc and key != "_id":
-            update["$setOnInsert"] = {"_id": doc["_id"]}
-        if not update:
-            update = {"$setOnInsert": {"_id": doc["_id"]}}
-        ops.append(UpdateOne({key: dotted(doc, key)}, update, upsert=True))
-    return ops

@@ -5,9 +5,10 @@
 ``scripts/build-citus`` makes (``postgres.citus.install`` or ``$DBCLI_CITUS_HOME``: its bin dir).
 
 - Each node listens on 127.0.0.1 only, on a port found free when the node is created, and on a
-  Unix socket in its data dir. TCP logins (the nodes talk to each other over it) need the superuser's
-  password (SCRAM); it is generated once and kept in ``superuser-password`` (mode 0600) beside
-  the nodes. The socket trusts local users, as the single embedded server does.
+  Unix socket in its data dir. The nodes are registered at their TCP address; TCP logins need the
+  superuser's password (SCRAM), generated once and kept in ``superuser-password`` (mode 0600)
+  beside the nodes. The socket trusts local users, as the single embedded server does, and the
+  nodes reach each other through it (``node_sockets``). No TLS: nothing leaves the machine.
 - dbcli starts the cluster when the coordinator is down, then makes sure each database it uses
   exists on every node with the extension, and that the workers are registered. A worker that
   stops while the coordinator runs is not restarted behind the user's back: ``dbcli ping`` reports it.
@@ -49,6 +50,12 @@ NODE_SETTINGS = {
     "max_prepared_transactions": "100",
     "password_encryption": "'scram-sha-256'",
     "fsync": "on",
+    # no TLS between the nodes of a loopback-only cluster (docs/scale-out.md): Citus's default,
+    # sslmode=require, would also make CREATE EXTENSION turn ssl on with a self-signed certificate
+    # on a server built with OpenSSL; the node-to-node connections use the Unix sockets anyway
+    # (node_sockets), where libpq never negotiates TLS
+    "ssl": "off",
+    "citus.node_conninfo": "'sslmode=disable'",
 }
 HBA = ("# written by dbcli: the socket trusts local users, TCP (127.0.0.1 only) needs the password\n"
        "local all all trust\n"
@@ -176,7 +183,7 @@ def _init(bin_dir: Path, node: Node, password: str) -> None:
                                   f"--pwfile={pwfile}"], timeout=180)
     if result.returncode != 0:
         raise UnreachableError(f"initdb failed for the Citus {node.name}: {result.stderr.strip()[:200]}")
-    settings = {**NODE_SETTINGS, "port": str(_free_port()), "unix_socket_directories": f"'{_socket_dir(node)}'"}
+    settings = {**NODE_SETTINGS, "port": str(free_port()), "unix_socket_directories": f"'{socket_dir(node)}'"}
     conf = node.data_dir / "postgresql.conf"
     with conf.open("a", encoding="utf-8") as f:
         f.write("\n# dbcli: a node of a local Citus cluster\n")
@@ -184,7 +191,7 @@ def _init(bin_dir: Path, node: Node, password: str) -> None:
     (node.data_dir / "pg_hba.conf").write_text(HBA, encoding="utf-8")
 
 
-def _socket_dir(node: Node) -> Path:
+def socket_dir(node: Node) -> Path:
     # a Unix socket path has a limit of about 100 bytes: deep data dirs (test runs) use a short one
     if len(str(node.data_dir)) < 80:
         return node.data_dir
@@ -210,7 +217,7 @@ def _give_to_server_user(*paths: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -254,6 +261,27 @@ def _prepare(servers: list[embedded.RunningServer], dbname: str, password: str) 
         for worker in workers:
             if worker.port not in known:
                 conn.execute("SELECT citus_add_node(%s, %s)", (HOST, worker.port))
+        ids = {int(r[1]): int(r[0]) for r in conn.execute("SELECT nodeid, nodeport FROM pg_dist_node").fetchall()}
+    rows = [(ids[server.port], make_conninfo(host=str(server.socket_dir))) for server in servers if server.port in ids]
+    for server in servers:
+        with psycopg.connect(make_conninfo(**server.conninfo(dbname)), autocommit=True) as conn:
+            node_sockets(conn, rows)
+
+
+def node_sockets(conn: psycopg.Connection[Any], rows: list[tuple[int, str]]) -> None:
+    """Route this node's connections to the other nodes through their Unix sockets (pg_dist_poolinfo).
+
+    The nodes stay registered at 127.0.0.1:port (what ``ping`` and the catalogs show); Citus
+    connects to the host a node's poolinfo names instead, on the registered port. The sockets trust the servers'
+    own user, so a connection skips SCRAM's two round trips, which cost 4-5 ms per new session
+    on these busy cores (bench/bench_citus.py, "before"). ``rows``: (nodeid, ``host=<socket dir>``).
+    The rows name this cluster's sockets: a copy of the nodes (a restored physical backup) must
+    rewrite or delete them, as it rewrites pg_dist_node; ``_prepare`` does on every start.
+    """
+    with conn.transaction():
+        conn.execute("DELETE FROM pg_dist_poolinfo")
+        for nodeid, info in rows:
+            conn.execute("INSERT INTO pg_dist_poolinfo (nodeid, poolinfo) VALUES (%s, %s)", (nodeid, info))
 
 
 def store_verifier(conn: psycopg.Connection[Any], password: str, iterations: int = SCRAM_ITERATIONS) -> None:

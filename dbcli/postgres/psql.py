@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
+from dbcli.child_process import die_with_parent
 from dbcli.config.model import Config
 from dbcli.errors import ConfigError
 from dbcli.postgres.params import conn_params
@@ -22,7 +23,7 @@ def run_psql(cfg: Config, args: list[str]) -> int:
     psql = find_tools(cfg).psql
     with libpq_connection(conn_params(cfg)) as (env, conn_arg):
         try:
-            proc = subprocess.Popen([str(psql), conn_arg, *args], env=env)
+            proc = subprocess.Popen([str(psql), conn_arg, *args], env=env, preexec_fn=die_with_parent())
         except OSError as e:
             raise ConfigError(f"cannot run {psql}: {e.strerror}") from None
         # Ctrl-C is psql's (it cancels the running query and carries on): the terminal sends it to

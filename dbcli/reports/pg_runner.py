@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg
@@ -20,6 +20,9 @@ from dbcli.postgres.errors import matches, translate
 from dbcli.reports.model import Report
 from dbcli.reports.running import ReportResult, named, timeout_error, timeout_ms
 
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
 
 def run(cfg: Config, report: Report, values: Mapping[str, Any]) -> ReportResult:
     """Run ``report`` (target postgres) with typed ``values``."""
@@ -28,9 +31,12 @@ def run(cfg: Config, report: Report, values: Mapping[str, Any]) -> ReportResult:
     return ReportResult(report.name, columns, rows, computed_at=started)
 
 
-def query(cfg: Config, report: Report, values: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+def query(cfg: Config, report: Report, values: Mapping[str, Any], *, pool: ConnectionPool[Any] | None = None
+          ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The report's columns and rows; on a connection of ``pool`` (an application's, from
+    ``connection.make_pool``) when given, else on a new connection."""
     assert report.sql is not None
-    with read_only(cfg, report) as cur:
+    with read_only(cfg, report, pool) as cur:
         # prepare=True: the extended protocol, which runs exactly one statement. Without it psycopg
         # sends a report without placeholders as a simple query, where 'COMMIT; INSERT ...' would
         # end the read-only transaction and write.
@@ -47,12 +53,16 @@ def query(cfg: Config, report: Report, values: Mapping[str, Any]) -> tuple[list[
 
 
 @contextmanager
-def read_only(cfg: Config, report: Report) -> Iterator[psycopg.Cursor[Any]]:
+def read_only(cfg: Config, report: Report, pool: ConnectionPool[Any] | None = None) -> Iterator[psycopg.Cursor[Any]]:
     """A cursor in a READ ONLY transaction under ``SET LOCAL statement_timeout`` (``reports.timeout``),
-    always rolled back; driver errors come out as dbcli errors naming the report.
+    always rolled back; driver errors come out as dbcli errors naming the report. A connection of
+    ``pool`` goes back to it read-write and idle.
     """
     seconds = cfg.reports.timeout
-    conn = postgres.connect(cfg)
+    try:
+        conn = pool.getconn() if pool is not None else postgres.connect(cfg)
+    except psycopg.Error as e:  # the pool's timeout (PoolTimeout) is one
+        raise _error(e, cfg, report, seconds) from None
     try:
         conn.read_only = True  # psycopg opens the transaction with BEGIN READ ONLY
         with conn.cursor() as cur:
@@ -62,7 +72,19 @@ def read_only(cfg: Config, report: Report) -> Iterator[psycopg.Cursor[Any]]:
     except psycopg.Error as e:
         raise _error(e, cfg, report, seconds) from None
     finally:
-        conn.close()
+        if pool is None:
+            conn.close()
+        else:
+            _give_back(pool, conn)
+
+
+def _give_back(pool: ConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
+    try:
+        conn.rollback()
+        conn.read_only = False
+    except psycopg.Error:
+        conn.close()  # broken: the pool discards it
+    pool.putconn(conn)
 
 
 def _error(e: psycopg.Error, cfg: Config, report: Report, seconds: float) -> DbcliError:

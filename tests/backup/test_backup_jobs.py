@@ -120,6 +120,110 @@ def test_corrupted_file_in_the_directory_fails_verify(cli: Any, jobs_backup: tup
     assert restored.exit_code == 8 and "damaged" in restored.stderr
 
 
+def test_damaged_file_wins_over_a_target_that_is_not_empty(cli: Any, pg_server: PgServer,
+                                                           jobs_backup: tuple[str, Path],
+                                                           empty_target: tuple[str, str]) -> None:  # noqa: F811
+    """The checksums are taken while the target is checked (archive_check): a damaged file is still
+    what is reported (exit 8, not 7), and pg_restore never starts."""
+    import psycopg
+
+    backup_id, directory = jobs_backup
+    victim = max((p for p in next((directory / "postgres").iterdir()).iterdir() if p.name != "toc.dat"),
+                 key=lambda p: p.stat().st_size)
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with psycopg.connect(pg_server.conninfo(empty_target[0]), autocommit=True) as conn:
+        conn.execute("CREATE TABLE already_here (id int)")
+    restored = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "--target", "postgres",
+                   "--jobs", "2")
+    assert restored.exit_code == 8, restored.stderr
+    assert _one_line(restored) == f"Error: backup {backup_id} is damaged: {victim.relative_to(directory)}: " \
+                                  "checksum mismatch"
+    assert _pg_counts(pg_server, empty_target[0]) == {"already_here": 0}  # nothing written
+    # with --drop, the damaged file stops it before pg_restore starts too
+    dropped = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "--target", "postgres",
+                  "--jobs", "2", "--drop")
+    assert dropped.exit_code == 8 and "checksum mismatch" in dropped.stderr
+    assert _pg_counts(pg_server, empty_target[0]) == {"already_here": 0}
+
+
+def test_restore_jobs_count_mismatch_exits_8(cli: Any, pg_server: PgServer, jobs_backup: tuple[str, Path],
+                                             empty_target: tuple[str, str]) -> None:  # noqa: F811
+    """The rows are counted while pg_restore runs (pg_restore_counts); a count the manifest does not
+    expect still fails the restore, which keeps what it wrote (--jobs)."""
+    from dbcli.backup import store as backup_store
+
+    backup_id, directory = jobs_backup
+    manifest = backup_store.read_manifest(directory)
+    table = max(manifest["postgres"]["tables"], key=lambda t: t["rows"])
+    table["rows"] += 1  # a manifest that promises more than the dump holds (checksum recomputed)
+    backup_store.write_manifest(directory, {k: v for k, v in manifest.items() if k != "checksum"})
+    restored = cli("-p", "src", "backup", "restore", backup_id, "--profile", "dst", "--target", "postgres",
+                   "--jobs", "2", "-f", "json")
+    assert restored.exit_code == 8
+    assert restored.stderr == (f"Error: 1 count(s) differ after restoring: postgres {table['schema']}."
+                               f"{table['table']} has {table['rows'] - 1}, the backup {table['rows']}; "
+                               "the postgres restore was not rolled back (--jobs)\n")
+    assert _pg_counts(pg_server, empty_target[0])[table["table"]] == table["rows"] - 1
+
+
+def test_restore_jobs_counts_parents_after_their_children(cli: Any, tmp_path: Path, pg_server: PgServer,
+                                                          mongo_server: MongoServer,
+                                                          empty_target: tuple[str, str]) -> None:  # noqa: F811
+    """A table is counted as soon as pg_restore has loaded it, but not one that inherits or is
+    inherited from: a parent's count takes its children's rows, loaded by other items."""
+    import psycopg
+
+    src, again = pg_server.create_database(), pg_server.create_database()
+    try:
+        with psycopg.connect(pg_server.conninfo(src), autocommit=True) as conn:
+            conn.execute("CREATE TABLE parent (id int); CREATE TABLE child () INHERITS (parent);"
+                         "CREATE TABLE measures (at int NOT NULL, v int) PARTITION BY RANGE (at);"
+                         "CREATE TABLE measures_1 PARTITION OF measures FOR VALUES FROM (0) TO (1000);"
+                         "CREATE TABLE measures_2 PARTITION OF measures FOR VALUES FROM (1000) TO (MAXVALUE);"
+                         "CREATE TABLE plain (id int PRIMARY KEY);"
+                         "CREATE SCHEMA other; CREATE TABLE other.plain (id int);"
+                         "INSERT INTO parent SELECT generate_series(1, 30);"
+                         "INSERT INTO child SELECT generate_series(1, 300000);"
+                         "INSERT INTO measures SELECT g, g FROM generate_series(1, 5000) g;"
+                         "INSERT INTO plain SELECT generate_series(1, 7);"
+                         "INSERT INTO other.plain SELECT generate_series(1, 3)")
+        _two_profiles(tmp_path, pg_server, (src, f"m_{src}"), empty_target, mongo_server,
+                      {"backup": {"dir": str(tmp_path / "backups")}})
+        made = cli("-p", "src", "backup", "create", "--target", "postgres", "--jobs", "2", "-f", "json")
+        assert made.exit_code == 0, made.stderr
+        restored = cli("-p", "src", "backup", "restore", made.json()["id"], "--profile", "dst", "--target",
+                       "postgres", "--jobs", "2", "-f", "json")
+        assert restored.exit_code == 0, restored.stderr
+        rows = {r["name"]: (r["expected"], r["restored"]) for r in restored.json()}
+        assert all(expected == got for expected, got in rows.values()), rows
+        assert rows["public.plain"] == (7, 7) and rows["other.plain"] == (3, 3)
+        assert list(rows) == sorted(rows)  # in the order the one-transaction restore lists them
+
+        # a backup of an older dbcli counted each table with its children: so does its restore
+        from dbcli.backup import store as backup_store
+
+        directory = tmp_path / "backups" / made.json()["id"]
+        manifest = backup_store.read_manifest(directory)
+        del manifest["postgres"]["row_counts"]
+        with_children = {"parent": 300030, "measures": 5000}
+        for t in manifest["postgres"]["tables"]:
+            t["rows"] = with_children.get(t["table"], t["rows"])
+        backup_store.write_manifest(directory, {k: v for k, v in manifest.items() if k != "checksum"})
+        _two_profiles(tmp_path, pg_server, (src, f"m_{src}"), (again, f"m_{again}"), mongo_server,
+                      {"backup": {"dir": str(tmp_path / "backups")}})
+        old = cli("-p", "src", "backup", "restore", made.json()["id"], "--profile", "dst", "--target",
+                  "postgres", "--jobs", "2", "-f", "json")
+        assert old.exit_code == 0, old.stderr
+        rows = {r["name"]: (r["expected"], r["restored"]) for r in old.json()}
+        assert rows["public.parent"] == (300030, 300030) and rows["public.measures"] == (5000, 5000), rows
+        assert all(expected == got for expected, got in rows.values()), rows
+    finally:
+        pg_server.drop_database(src)
+        pg_server.drop_database(again)
+
+
 def _one_line(result: Any) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("Hint:")]
     assert len(lines) == 1, result.stderr

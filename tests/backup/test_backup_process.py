@@ -264,7 +264,7 @@ def _restored_objects(pg_server: PgServer, db: str) -> tuple[list[str], int]:
 
 def test_restore_killed_half_way_commits_nothing(lo_backup: tuple[str, str, str], pg_server: PgServer,
                                                  tmp_path: Path) -> None:
-    """Only dbcli dies (psql and pg_restore live on): psql's input ends without a COMMIT."""
+    """Only dbcli is killed (psql and pg_restore get SIGTERM with it): psql's input ends without a COMMIT."""
     _src, dst, backup_id = lo_backup
     run = Running(["-p", "src", "backup", "restore", backup_id, "--profile", "dst"], "pg_restore", tmp_path)
     run.wait_for("dbcli-test: paused at pg_restore")

@@ -345,11 +345,71 @@ def test_lock_expiry_is_judged_by_the_servers_clock(cli: Any, s3_profile: str, s
     assert "backup create by pid 4242 on db2.elsewhere" in second.stderr
 
     monkeypatch.setattr(s3_lock, "EXPIRY", dt.timedelta(seconds=1))
-    time.sleep(3.1)  # Last-Modified and Date have whole seconds: 2 s past the expiry at least
     client = connect(S3Config(**s3_server.settings()))
-    with s3_lock.s3_locked(client, S3Location(s3_profile, "dbcli"), "backup create", utc_now):
+    location = S3Location(s3_profile, "dbcli")
+    # wait by the server's clock, the one judged: its Date lags (refreshed once a second, later under
+    # load), so a fixed sleep of a few seconds here once found the lock 1 s old and held (exit 75)
+    deadline = time.monotonic() + 30
+    while (age := _lock_age(client, location)) <= 2:
+        assert time.monotonic() < deadline, f"the server's clock says the lock is {age} s old"
+        time.sleep(0.2)
+    with s3_lock.s3_locked(client, location, "backup create", utc_now):
         assert json.loads(s3_server.client().get_object(Bucket=s3_profile, Key="dbcli/.lock")["Body"].read())[
             "pid"] != 4242
+
+
+def _lock_age(client: Any, location: Any) -> float:
+    """Seconds since the lock was written, by the server's clock (its Date against the Last-Modified)."""
+    from email.utils import parsedate_to_datetime
+
+    head = client.head_object(Bucket=location.bucket, Key=location.key(".lock"))
+    return float((parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
+                  - head["LastModified"]).total_seconds())
+
+
+def test_a_lock_put_whose_answer_was_lost_is_still_taken(s3_server: S3Server, s3_bucket: str) -> None:
+    """The conditional PUT made the lock but its answer was lost (a timeout): botocore sends it again,
+    and the retry gets 412 from the run's own lock. The run went on to report "another backup run
+    holds" itself (exit 75) and left its lock behind for 10 minutes; it takes the lock."""
+    from dbcli.backup import s3_lock
+    from dbcli.backup.s3_client import S3Location, connect
+    from dbcli.backup.store import utc_now
+    from dbcli.config.model import S3Config
+
+    client = connect(S3Config(**s3_server.settings()))
+    sent: list[int] = []
+
+    def lose_first_answer(attempts: int, **_: Any) -> float | None:
+        sent.append(attempts)
+        return 0 if attempts == 1 else None  # retry at once the PUT that succeeded, as after a timeout
+
+    client.meta.events.register("needs-retry.s3.PutObject", lose_first_answer)
+    with s3_lock.s3_locked(client, S3Location(s3_bucket, "dbcli"), "backup create", utc_now):
+        client.meta.events.unregister("needs-retry.s3.PutObject", lose_first_answer)
+        assert sent[:2] == [1, 2]
+        lock = json.loads(s3_server.client().get_object(Bucket=s3_bucket, Key="dbcli/.lock")["Body"].read())
+        assert lock["command"] == "backup create"
+    assert s3_server.keys(s3_bucket) == []  # released
+
+
+def test_a_stale_lock_is_taken_over_by_one_of_two_racing_runs(s3_server: S3Server, s3_bucket: str) -> None:
+    """Two runs find the same stale lock (its process on this host is gone) at the same moment: one
+    takes it over, the other exits 75 naming the first; never both."""
+    import subprocess
+
+    from dbcli.backup.s3_client import S3Location, connect
+    from dbcli.config.model import S3Config
+
+    clients = [connect(S3Config(**s3_server.settings())) for _ in range(2)]
+    for _round in range(10):  # 10 rounds: the two runs' requests interleave differently each time
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = {"owner": "killed", "pid": dead.pid, "host": socket.gethostname(), "command": "backup create",
+                 "started_at": "2026-01-01T00:00:00Z", "expires_at": "2999-01-01T00:00:00Z"}
+        s3_server.client().put_object(Bucket=s3_bucket, Key="dbcli/.lock", Body=json.dumps(stale).encode())
+        outcomes = _race(clients, S3Location(s3_bucket, "dbcli"))
+        assert sorted(outcomes) == ["refused", "took"]
+        assert s3_server.keys(s3_bucket) == []
 
 
 def test_parts_grow_past_the_first_ones(s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -501,3 +561,36 @@ def test_kill_during_a_jobs_upload_lists_nothing_and_the_next_run_cleans(cli: An
     prefixes = {k.split("/")[1] for k in s3_server.keys(s3_profile) if k.count("/") >= 2}
     assert prefixes == {again.json()["id"]}
     assert [r["status"] for r in cli("backup", "list", "-f", "json").json()] == ["ok"]
+
+
+def _race(clients: list[Any], location: Any) -> list[str]:
+    """Both clients take the lock at the same moment; "took" or "refused" for each. The one that took
+    it holds it until the other has decided."""
+    import threading
+
+    from dbcli.backup import s3_lock
+    from dbcli.backup.store import utc_now
+    from dbcli.errors import LockedError
+
+    start, both, outcomes = threading.Barrier(len(clients)), threading.Event(), []
+
+    def decided(outcome: str) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == len(clients):
+            both.set()
+
+    def run(client: Any) -> None:
+        start.wait()
+        try:
+            with s3_lock.s3_locked(client, location, "backup create", utc_now):
+                decided("took")
+                both.wait(10)
+        except LockedError:
+            decided("refused")
+
+    threads = [threading.Thread(target=run, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes

@@ -9,32 +9,12 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.backup.test_backup_process import Running
-from tests.fix_pitr import ArchivingPg, PitrServer
+from tests.fix_pitr import ArchivingPg, PitrServer, make_backup, restored_rows
 from tests.helpers import Result, run_entry, write_config
-
-
-def restored_rows(pg: PitrServer, data_dir: Path, query: str) -> list[tuple[Any, ...]]:
-    """Start the restored cluster for a moment and run ``query`` there."""
-    import psycopg
-
-    from dbcli.backup.physical import instance, tools
-
-    log = data_dir.parent / f"{data_dir.name}.check.log"
-    with instance.started(data_dir, tools.server_bin(pg.major, pg.cluster.bin_dir), log, timeout=60) as server, \
-            psycopg.connect(server.conninfo(), autocommit=True) as conn:
-        return conn.execute(query).fetchall()
-
-
-def make_backup(cli: Callable[..., Result], *args: str) -> dict[str, Any]:
-    res = cli("backup", "create", "--physical", *args, "--format", "json")
-    assert res.exit_code == 0, res.stderr
-    data: dict[str, Any] = res.json()
-    return data
 
 
 @pytest.fixture
@@ -49,13 +29,7 @@ def test_restore_to_a_time_between_two_inserts(cli: Callable[..., Result], pitr_
     pg.sql("CREATE TABLE pitr_time (x int)")
     backup = make_backup(cli, "--tag", "t")
     assert backup["kind"] == "physical" and backup["incremental_of"] is None
-    pg.sql("INSERT INTO pitr_time SELECT 1 FROM generate_series(1, 10)")  # T1
-    pg.switch_wal()
-    time.sleep(1)
-    (between,) = pg.sql("SELECT clock_timestamp()")[0]
-    time.sleep(1)
-    pg.sql("INSERT INTO pitr_time SELECT 2 FROM generate_series(1, 5)")  # T2
-    pg.switch_wal()
+    between = pg.moment_between_two_inserts("pitr_time")
 
     res = cli("backup", "restore", "--physical", "--to-time", between.isoformat(), "--data-dir",
               str(tmp_path / "at-t1"), "--format", "json")

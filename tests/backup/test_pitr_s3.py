@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.backup.test_backup_process import Running
-from tests.backup.test_pitr import incremental_round_trip, make_backup, restored_rows
-from tests.fix_pitr import S3ArchivingPg
+from tests.backup.test_pitr import incremental_round_trip
+from tests.fix_pitr import S3ArchivingPg, make_backup, restored_rows
 from tests.fix_s3 import SECRET_KEY, S3Server
 from tests.helpers import Result, write_config
 
@@ -35,13 +35,7 @@ def test_restore_to_a_time_between_two_inserts_from_s3(cli: Callable[..., Result
     keys = pg.s3.keys(pg.bucket, f"pitr/{backup['id']}/")
     assert f"pitr/{backup['id']}/manifest.json" in keys and f"pitr/{backup['id']}/base/backup_manifest" in keys
     assert any(k.startswith(f"pitr/{backup['id']}/base/base.tar") for k in keys)
-    pg.sql("INSERT INTO pitr_s3_time SELECT 1 FROM generate_series(1, 10)")  # T1
-    pg.switch_wal()
-    time.sleep(1)
-    (between,) = pg.sql("SELECT clock_timestamp()")[0]
-    time.sleep(1)
-    pg.sql("INSERT INTO pitr_s3_time SELECT 2 FROM generate_series(1, 5)")  # T2
-    pg.switch_wal()
+    between = pg.moment_between_two_inserts("pitr_s3_time")
 
     target = tmp_path / "at-t1"
     res = cli("backup", "restore", "--physical", "--to-time", between.isoformat(), "--data-dir", str(target),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
 
+import pytest
+
+from dbcli.config.model import Config
 from dbcli.postgres import citus_local
 from tests.fix_citus import CitusCluster
 from tests.helpers import invoke, write_config
@@ -85,3 +89,90 @@ def test_citus_workers_need_the_embedded_server(tmp_path: Path) -> None:
     result = invoke(["config", "show"])
     assert result.exit_code == 3
     assert "postgres.citus.workers: a local Citus cluster needs postgres.embedded: true" in result.stderr
+
+
+def _node_connections(cfg: Config) -> list[tuple[str, bool, str]]:
+    """How the coordinator's connections reach each worker: (client address or 'socket', TLS, sslmode)."""
+    import psycopg
+
+    from dbcli.postgres import connection
+
+    probe = ("SELECT coalesce(host(a.client_addr), 'socket') || ' ' || s.ssl || ' ' || current_setting('ssl')"
+             " FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.pid = pg_backend_pid()")
+    with psycopg.connect(connection.conninfo(cfg), autocommit=True) as conn:
+        mode = conn.execute("SELECT current_setting('citus.node_conninfo')").fetchone()
+        rows = conn.execute("SELECT success, result FROM run_command_on_workers(%s)", (probe,)).fetchall()
+    assert mode is not None and all(ok for ok, _ in rows), rows
+    return [(str(r).split()[0], str(r).split()[1] == "true", str(mode[0])) for _, r in rows]
+
+
+def test_nodes_reach_each_other_through_their_sockets_without_tls(citus_cluster: CitusCluster,
+                                                                  tmp_path: Path) -> None:
+    """A loopback-only cluster: no TLS handshake and no SCRAM exchange on the coordinator's
+    connections to the workers (pg_stat_ssl on each worker), while the nodes stay registered at
+    127.0.0.1:port."""
+    import psycopg
+
+    from dbcli.postgres import connection, embedded
+
+    cfg = citus_cluster.load(tmp_path, "dbcli")
+    invoke(["ping"])  # starts the cluster if another test stopped it
+    assert _node_connections(cfg) == [("socket", False, "sslmode=disable")] * 2
+    with psycopg.connect(connection.conninfo(cfg)) as conn:
+        registered = conn.execute("SELECT DISTINCT nodename FROM pg_dist_node").fetchall()
+        routes = conn.execute("SELECT n.nodeport, p.poolinfo FROM pg_dist_node n JOIN pg_dist_poolinfo p"
+                              " USING (nodeid) ORDER BY n.nodeid").fetchall()
+    assert registered == [(citus_local.HOST,)]
+    servers = [embedded.running(node.data_dir) for node in citus_local.nodes(cfg)]
+    assert routes == [(s.port, f"host={s.socket_dir}") for s in servers if s is not None]
+
+
+def test_worker_connections_work_after_a_restart_of_the_cluster(citus_cluster: CitusCluster,
+                                                                tmp_path: Path) -> None:
+    cfg = citus_cluster.load(tmp_path, "dbcli")
+    citus_cluster.config_file(tmp_path, "dbcli")
+    assert invoke(["local", "stop"]).exit_code == 0
+    up = invoke(["ping", "-f", "json"])
+    assert up.exit_code == 0, up.stderr
+    assert up.json()[0]["version"].endswith("2/2 workers active")
+    assert _node_connections(cfg) == [("socket", False, "sslmode=disable")] * 2
+
+
+def test_a_report_runs_on_a_connection_of_the_applications_pool(citus_shop: str, citus_cluster: CitusCluster,
+                                                                tmp_path: Path) -> None:
+    """``pg_runner.query(pool=)``: the same rows as on a new connection, the session kept warm and
+    given back read-write and idle."""
+    from psycopg.pq import TransactionStatus
+
+    from dbcli.postgres import connection
+    from dbcli.reports import pg_runner, registry
+
+    cfg = citus_cluster.load(tmp_path, citus_shop)
+    report = registry.get(cfg, "user-orders")
+    values = report.resolve({"user_id": "7"})
+    expected = pg_runner.query(cfg, report, values)
+    with connection.make_pool(cfg, min_size=1, max_size=1) as pool:
+        assert pg_runner.query(cfg, report, values, pool=pool) == expected
+        assert pg_runner.query(cfg, report, values, pool=pool) == expected
+        with pool.connection() as conn:
+            assert conn.info.transaction_status == TransactionStatus.IDLE and conn.read_only is False
+            conn.execute("CREATE TEMP TABLE written (i int)")  # read-write again
+    assert expected[1], "user 7 has orders in the seed"
+
+
+def test_a_report_that_fails_on_a_pooled_connection_gives_it_back_usable(citus_shop: str,
+                                                                          citus_cluster: CitusCluster,
+                                                                          tmp_path: Path) -> None:
+    from dbcli.errors import ConflictError
+    from dbcli.postgres import connection
+    from dbcli.reports import pg_runner, registry
+
+    cfg = citus_cluster.load(tmp_path, citus_shop)
+    report = registry.get(cfg, "user-orders")
+    writer = dataclasses.replace(report, sql="UPDATE products SET price = price WHERE product_id = 0 RETURNING 1")
+    with connection.make_pool(cfg, min_size=1, max_size=1) as pool:
+        with pytest.raises(ConflictError, match="tried to write"):
+            pg_runner.query(cfg, writer, {}, pool=pool)
+        with pool.connection() as conn:
+            assert conn.read_only is False
+        assert pg_runner.query(cfg, report, report.resolve({"user_id": "7"}), pool=pool)[1]

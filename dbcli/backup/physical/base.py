@@ -6,6 +6,8 @@ own; pg_verifybackup then checks it against that manifest. dbcli's manifest come
 logical backups: it records the WAL range, the server, and for an incremental backup (PostgreSQL 17+,
 ``summarize_wal = on``) the chain of backups it depends on. Then the directory is renamed to its id.
 ``take``, ``finish`` and ``summary`` are shared with base_s3 (the same backup, uploaded to S3).
+With ``backup.encryption_key`` pg_basebackup writes into a private scratch directory instead, and
+the checked files go into ``.partial-<id>/base/`` encrypted (base_crypto).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 
 from dbcli import __version__
 from dbcli.backup import store as backup_store
+from dbcli.backup.physical import base_crypto, location, server, tools
 from dbcli.backup.physical import chain as physical_chain
-from dbcli.backup.physical import location, server, tools
 from dbcli.backup.physical import wal as wal_archive
 from dbcli.backup.physical.location import Root
+from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress, reached
 from dbcli.backup.store import BackupInfo, Clock, iso
 from dbcli.config.model import Config
@@ -58,9 +61,15 @@ def create_local(cfg: Config, root: Path, facts: server.ServerFacts, *, tag: str
             partial = backup_store.private_dir(root / f"{backup_store.PARTIAL}{backup_id}")
         except OSError as e:
             raise backup_store.disk_error(e, root) from None
-        with tools.removed_on_failure(partial):
-            parent_manifest = backup_dir(parent) / BASE / "backup_manifest" if parent else None
-            manifest = take(cfg, facts, partial, backup_id, tag, parent, parent_manifest, started, progress)
+        key = cfg.backup.encryption_key
+        with tools.removed_on_failure(partial), Scratch() as scratch:
+            parent_manifest = (base_crypto.plain_manifest(parent, backup_dir(parent) / BASE, scratch.path(),
+                                                          base_crypto.key_of(cfg, parent)) if parent else None)
+            staged = scratch.path() / "backup" if key else partial  # plain files never enter the repository
+            manifest = take(cfg, facts, staged, backup_id, tag, parent, parent_manifest, started, progress)
+            if key:
+                progress(f"encrypting into {partial}")
+                base_crypto.seal_tree(staged, partial, key)
             manifest["files"] = {str(p.relative_to(partial)): {"size": p.stat().st_size,
                                                                "sha256": backup_store.sha256_file(p)}
                                  for p in backup_store.data_files(partial)}
@@ -99,7 +108,7 @@ def take(cfg: Config, facts: server.ServerFacts, directory: Path, backup_id: str
         "format": backup_store.FORMAT_VERSION, "id": backup_id, "kind": KIND,
         "dbcli_version": __version__, "profile": cfg.profile, "tag": tag, "status": "ok", "error": None,
         "targets": ["postgres"], "started_at": iso(started), "compression": cfg.backup.compression,
-        "encryption": None,
+        "encryption": base_crypto.record(cfg.backup.encryption_key),
         KIND: {
             "server_version": facts.version, "major": facts.major,
             "system_identifier": pg_manifest.get("System-Identifier"),

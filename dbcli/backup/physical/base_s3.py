@@ -6,7 +6,8 @@ pg_basebackup writes into a private local staging directory, uploaded once pg_ve
 it, not streamed: with ``-X stream`` (the WAL the backup needs, so it restores on its own)
 pg_basebackup cannot write tar to stdout, and pg_verifybackup needs the files on disk, before the
 backup exists. The staging directory (``$TMPDIR/dbcli-basebackup-<pid>-*``) is removed on every exit
-path; one left by a ``kill -9`` is removed by the next physical backup (its pid is gone).
+path; one left by a ``kill -9`` is removed by the next physical backup (its pid is gone). With
+``backup.encryption_key`` each file is encrypted on its way up (``<name>.enc``, see base_crypto).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup import store as backup_store
-from dbcli.backup.physical import base, server, tools
+from dbcli.backup.physical import base, base_crypto, server, tools
 from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.stages import Progress, reached
 from dbcli.backup.store import BackupInfo, Clock
@@ -66,18 +67,22 @@ def create(cfg: Config, repo: S3Repository, facts: server.ServerFacts, *, tag: s
         backup_id = repo.new_id(cfg.profile, tag, started)
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-"))
         staged = repo.begin(backup_id)
+        key = cfg.backup.encryption_key
+        suffix = base_crypto.SUFFIX if key else ""
         try:
-            parent_manifest = (download(repo, parent, f"{base.BASE}/backup_manifest", staging / "parent_manifest")
-                               if parent else None)
+            parent_manifest = _parent_manifest(cfg, repo, parent, staging) if parent else None
             local = staging / "backup"
             manifest = base.take(cfg, facts, local, backup_id, tag, parent, parent_manifest, started, progress)
-            progress(f"uploading to {repo.location}/{backup_id}")
+            progress(f"uploading to {repo.location}/{backup_id}" + (" (encrypted)" if key else ""))
             for path in backup_store.data_files(local):
-                sink = staged.create(str(path.relative_to(local)))
+                sink = staged.create(f"{path.relative_to(local)}{suffix}")
                 try:
-                    with open(path, "rb") as fh:
-                        while chunk := fh.read(CHUNK):
-                            sink.write(chunk)
+                    if key:
+                        base_crypto.seal_file(path, sink, key)
+                    else:
+                        with open(path, "rb") as fh:
+                            while chunk := fh.read(CHUNK):
+                                sink.write(chunk)
                 except OSError as e:
                     sink.abort()
                     raise backup_store.disk_error(e, path) from None
@@ -91,3 +96,13 @@ def create(cfg: Config, repo: S3Repository, facts: server.ServerFacts, *, tag: s
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return base.summary(manifest, f"{repo.location}/{backup_id}", cleaned)
+
+
+def _parent_manifest(cfg: Config, repo: S3Repository, parent: BackupInfo, staging: Path) -> Path:
+    """The previous backup's backup_manifest, plain, in the private staging directory."""
+    key = base_crypto.key_of(cfg, parent)
+    rel = f"{base.BASE}/{base_crypto.MANIFEST}"
+    if f"{rel}{base_crypto.SUFFIX}" not in ((parent.manifest or {}).get("files") or {}):
+        return download(repo, parent, rel, staging / "parent_manifest")
+    sealed = download(repo, parent, f"{rel}{base_crypto.SUFFIX}", staging / "parent_manifest.enc")
+    return base_crypto.decrypt_file(parent, sealed, staging / "parent_manifest", key)

@@ -11,10 +11,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dbcli.backup.physical import base, fetch_s3, instance, location, recover, tools
+from dbcli.backup.physical import base, base_crypto, fetch_s3, instance, location, recover, tools
 from dbcli.backup.physical import chain as physical_chain
 from dbcli.backup.physical.location import Root
 from dbcli.backup.repo_s3 import S3Repository
+from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress
 from dbcli.backup.store import BackupInfo
 from dbcli.config.model import Config
@@ -52,14 +53,8 @@ def check(cfg: Config, root: Root, info: BackupInfo, *, restore_test: bool, add:
             return
     subject = f"{info.id}/{base.BASE}"
     progress(f"postgres: pg_verifybackup {info.id}")
-    downloads = None
     try:
-        if isinstance(root, S3Repository):  # downloaded for pg_verifybackup (into $TMPDIR), then removed
-            downloads = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
-            directory = fetch_s3.download_chain(root, [info], downloads / "dl", progress)[0]
-        else:
-            directory = base.backup_dir(info) / base.BASE
-        base.verify_files(cfg, directory)
+        _verify_files(cfg, root, info, progress)
         add("pg_verifybackup", subject, True, "")
     except ConfigError as e:
         skip("pg_verifybackup", subject, e)
@@ -67,9 +62,6 @@ def check(cfg: Config, root: Root, info: BackupInfo, *, restore_test: bool, add:
     except DbcliError as e:
         add("pg_verifybackup", subject, False, e.message)
         return
-    finally:
-        if downloads is not None:
-            shutil.rmtree(downloads, ignore_errors=True)
     if not restore_test:
         return
     progress(f"postgres: restore test of {info.id} (to the end of the backup)")
@@ -88,3 +80,24 @@ def check(cfg: Config, root: Root, info: BackupInfo, *, restore_test: bool, add:
         add("restore-test", f"postgres {info.id}", False, e.message)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _verify_files(cfg: Config, root: Root, info: BackupInfo, progress: Progress) -> None:
+    """pg_verifybackup of ``info``'s files: downloaded first from S3, decrypted first when encrypted
+    (pg_verifybackup reads plain files: a 0700 scratch copy, removed with the block)."""
+    downloads = None
+    with Scratch() as scratch:
+        try:
+            if isinstance(root, S3Repository):  # downloaded (into $TMPDIR), then removed
+                downloads = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
+                directory = fetch_s3.download_chain(root, [info], downloads / "dl", progress)[0]
+            else:
+                directory = base.backup_dir(info) / base.BASE
+            if base_crypto.is_sealed(directory):
+                progress(f"decrypting {info.id} for pg_verifybackup")
+                directory = base_crypto.plain_copy(info, directory, scratch.path() / "plain",
+                                                   base_crypto.key_of(cfg, info))
+            base.verify_files(cfg, directory)
+        finally:
+            if downloads is not None:
+                shutil.rmtree(downloads, ignore_errors=True)

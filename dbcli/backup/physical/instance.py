@@ -8,7 +8,6 @@ import contextlib
 import os
 import pwd
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,10 @@ from psycopg.conninfo import make_conninfo
 from dbcli.backup.physical import tools
 from dbcli.errors import CheckFailedError, DbcliError, UnreachableError
 from dbcli.postgres import embedded
+from dbcli.tempdirs import make_locked, remove_stale
 
 PORT = 5432  # names the socket file only: the server listens on no TCP address
+SOCKET_DIR_PREFIX = "dbcli-rs-"
 
 
 @dataclass
@@ -63,7 +64,8 @@ def started(data_dir: Path, bin_dir: Path, log: Path, *, timeout: float,
     As root it runs as the user owning ``data_dir`` (else ``tools.SERVER_USER``). ``env``: the
     server's environment (what its restore_command reads), else dbcli's."""
     owner = tools.owner_of(data_dir) or tools.server_owner()
-    socket_dir = Path(tempfile.mkdtemp(prefix="dbcli-rs-"))
+    remove_stale(SOCKET_DIR_PREFIX, given_away=True)  # those of runs killed with -9
+    socket_dir, socket_lock = make_locked(SOCKET_DIR_PREFIX)
     tools.give_to(socket_dir, owner)
     log.touch(mode=0o600)
     tools.give_to(log, owner)  # pg_ctl appends to it as the server's user
@@ -83,6 +85,7 @@ def started(data_dir: Path, bin_dir: Path, log: Path, *, timeout: float,
         for leftover in socket_dir.iterdir():
             leftover.unlink(missing_ok=True)
         socket_dir.rmdir()
+        os.close(socket_lock)
 
 
 def stop_orphan(data_dir: Path, bin_dir: Path) -> None:

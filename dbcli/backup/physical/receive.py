@@ -4,38 +4,28 @@ supervisor); a replication slot keeps the server from removing WAL it has not se
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from dbcli.backup.physical import server, tools, wal_s3
+from dbcli.backup.physical import location, server, tools
 from dbcli.backup.physical import wal as wal_archive
 from dbcli.backup.physical.location import Root
-from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.store import private_dir
+from dbcli.child_process import die_with_parent
 from dbcli.config.model import Config
 from dbcli.errors import DbcliError, UnreachableError
 from dbcli.postgres.params import conn_params
 from dbcli.postgres.tools import libpq_connection
 
 SLOT = "dbcli_wal"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _die_with_parent() -> None:
-    """In the child: a ``kill -9`` of dbcli must not leave pg_receivewal streaming on its own (holding
-    the slot, so the next ``wal receive`` that systemd starts fails with "slot is active")."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def receive(cfg: Config, root: Root, *, slot: str = SLOT) -> None:
@@ -43,22 +33,26 @@ def receive(cfg: Config, root: Root, *, slot: str = SLOT) -> None:
     of pg_receivewal is one line and a documented code (4: the stream ended, the server went away;
     3: no replication rights; 74: the disk is full).
 
-    Into an S3 repository pg_receivewal writes into a local spool directory (``<data dir>/wal-spool``)
-    and each completed segment is uploaded as ``wal archive`` would (see upload_completed)."""
+    Into an S3 repository, or with ``backup.encryption_key``, pg_receivewal writes into a local spool
+    directory (``<data dir>/wal-spool``, 0700) and each completed segment is uploaded or moved into
+    the archive as ``wal archive`` would, encrypted with the key (see upload_completed)."""
     server.check_can_back_up(server.facts(cfg), incremental=False)
     receivewal = tools.client(cfg, "pg_receivewal")
-    directory = private_dir(cfg.data_dir / "wal-spool" if isinstance(root, S3Repository)
-                            else wal_archive.wal_dir(root))
+    key = cfg.backup.encryption_key
+    direct = isinstance(root, Path) and key is None  # else spooled, then archived (uploaded or encrypted)
+    directory = private_dir(wal_archive.wal_dir(root) if isinstance(root, Path) and direct
+                            else cfg.data_dir / "wal-spool")
     with libpq_connection(conn_params(cfg)) as (env, conn_arg), tempfile.TemporaryFile() as err:
         tools.run("pg_receivewal", [str(receivewal), "--create-slot", "--if-not-exists", f"--slot={slot}",
                                     "--no-password", conn_arg], env=env, timeout=60)
         proc = subprocess.Popen([str(receivewal), "-D", str(directory), f"--slot={slot}", "--synchronous",
                                  "--no-loop", "--no-password", conn_arg], stdin=subprocess.DEVNULL, env=env,
-                                stderr=err, preexec_fn=_die_with_parent)
+                                # a kill -9 of dbcli must not leave it streaming, holding the slot
+                                stderr=err, preexec_fn=die_with_parent())
         uploader = None
-        if isinstance(root, S3Repository):
+        if not direct:
             # an upload that fails stops pg_receivewal the clean way: the run then exits with the upload's error
-            uploader = Uploader(root, directory, lambda: proc.send_signal(signal.SIGINT))
+            uploader = Uploader(root, directory, lambda: proc.send_signal(signal.SIGINT), key)
             uploader.start()
         previous = signal.signal(signal.SIGTERM, _interrupt)  # systemd's stop: the same clean exit as ^C
         try:
@@ -90,11 +84,12 @@ def stopped(code: int, stderr: str) -> DbcliError:
 
 
 class Uploader:
-    """Uploads the completed segments of the spool directory to S3 every second, then removes all
-    but the newest uploaded one (pg_receivewal resumes after the newest segment in its directory)."""
+    """Archives the completed segments of the spool directory (to S3, or encrypted) every second, then
+    removes all but the newest archived one (pg_receivewal resumes after the newest segment in its
+    directory)."""
 
-    def __init__(self, repo: S3Repository, spool: Path, on_error: Callable[[], None]) -> None:
-        self.repo, self.spool, self.on_error = repo, spool, on_error
+    def __init__(self, repo: Root, spool: Path, on_error: Callable[[], None], key: bytes | None = None) -> None:
+        self.repo, self.spool, self.on_error, self.key = repo, spool, on_error, key
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="dbcli-wal-upload", daemon=True)
         self.error: DbcliError | None = None
@@ -125,7 +120,7 @@ class Uploader:
         names = sorted(p.name for p in self.spool.iterdir()
                        if wal_archive.ARCHIVABLE.match(p.name) and not p.name.endswith(".partial"))
         for name in names:
-            wal_s3.archive(self.repo, self.spool / name, name)
+            location.archive(self.repo, self.spool / name, name, self.key)
         segments = [n for n in names if wal_archive.SEGMENT.match(n)]
         for name in segments[:-1]:
             (self.spool / name).unlink(missing_ok=True)

@@ -9,17 +9,20 @@ must not archive into its original's archive (``dbcli wal setup`` turns it on wh
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import os
 import pwd
 import shutil
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from dbcli.backup import crypto as backup_crypto
 from dbcli.backup import store as backup_store
-from dbcli.backup.physical import base, fetch_s3, instance, location, tools
+from dbcli.backup.physical import base, base_crypto, fetch_command, fetch_s3, instance, location, tools
 from dbcli.backup.physical import chain as physical_chain
 from dbcli.backup.physical import wal as wal_archive
 from dbcli.backup.physical.location import Root
@@ -46,11 +49,14 @@ def parse_time(text: str, *, assume_utc: bool = True) -> dt.datetime:
 
 def restore(cfg: Config, *, data_dir: Path, root: Path | str | None = None, backup_id: str | None = None,
             to_time: str | None = None, to_lsn: str | None = None, latest: bool = False,
-            immediate: bool = False, progress: Progress = quiet) -> dict[str, Any]:
+            immediate: bool = False, progress: Progress = quiet, to_name: str | None = None,
+            settings: tuple[str, ...] = ()) -> dict[str, Any]:
     """Restore and recover into ``data_dir``; a summary with the time split and the profile to use.
 
-    ``immediate``: recover only to the end of the backup (the restore test of ``backup verify``)."""
-    if sum((to_time is not None, to_lsn is not None, latest, immediate)) != 1:
+    ``immediate``: recover only to the end of the backup (the restore test of ``backup verify``).
+    ``to_name``: to a named restore point (a Citus cluster's, see cluster_restore); ``settings``:
+    postgresql.conf lines the restored server gets besides the recovery settings."""
+    if sum((to_time is not None, to_lsn is not None, latest, immediate, to_name is not None)) != 1:
         raise UsageError("give exactly one of --to-time, --to-lsn, --latest")
     where = location.open_root(cfg, root)
     when = parse_time(to_time) if to_time else None
@@ -61,6 +67,8 @@ def restore(cfg: Config, *, data_dir: Path, root: Path | str | None = None, back
     _check_target(data_dir)
     info = _choose(where, backup_id, when, lsn)
     chain = base.chain_of(where, info)
+    keys = [base_crypto.key_of(cfg, b) for b in chain]  # a missing or other key: exit 3 before anything
+    location.check_wal_key(where, cfg.backup.encryption_key)
     meta = info.manifest[base.KIND]  # type: ignore[index]
     if not isinstance(where, S3Repository):
         for b in chain:
@@ -78,11 +86,11 @@ def restore(cfg: Config, *, data_dir: Path, root: Path | str | None = None, back
             progress(f"extracting {info.id}" + (f" (a chain of {len(chain)})" if len(chain) > 1 else ""))
             sources = (fetch_s3.download_chain(where, chain, work, progress) if isinstance(where, S3Repository)
                        else [base.backup_dir(b) / base.BASE for b in chain])
-            _extract_chain(cfg, chain, sources, partial, work)
+            _extract_chain(cfg, chain, keys, sources, partial, work)
             owner = _restore_owner(wal_archive.wal_dir(where)) if isinstance(where, Path) else tools.server_owner()
-            command, env = (fetch_s3.restore_command(cfg, where, work, owner) if isinstance(where, S3Repository)
-                            else (wal_archive.restore_command(where), None))
-            _write_recovery(partial, command, when, to_lsn, immediate, instance.primary_settings(partial, bin_dir))
+            command, env = fetch_command.restore_command(cfg, where, work, owner)
+            _write_recovery(partial, command, when, to_lsn, immediate,
+                            [*instance.primary_settings(partial, bin_dir), *settings], to_name)
             tools.give_to(partial, owner)
             extracted = time.monotonic()
             progress("replaying WAL")
@@ -105,6 +113,7 @@ def restore(cfg: Config, *, data_dir: Path, root: Path | str | None = None, back
     finally:
         shutil.rmtree(work, ignore_errors=True)
     target = (f"time {when.isoformat()}" if when else f"lsn {to_lsn}" if to_lsn else
+              f"restore point {to_name}" if to_name else
               "end of backup" if immediate else "latest")
     return {"data_dir": str(data_dir), "backup": info.id, "chain": ",".join(b.id for b in chain),
             "target": target, "recovered_lsn": state["lsn"], "timeline": state["timeline"],
@@ -183,8 +192,9 @@ def _check_files(info: BackupInfo) -> None:
             raise base.damaged(info, f"{rel}: checksum mismatch")
 
 
-def _extract(info: BackupInfo, directory: Path, into: Path) -> None:
-    """``directory``'s base.tar into ``into``, pg_wal.tar into its pg_wal; tablespaces are not supported yet."""
+def _extract(info: BackupInfo, directory: Path, into: Path, key: bytes | None) -> None:
+    """``directory``'s base.tar into ``into``, pg_wal.tar into its pg_wal (decrypted as they stream when
+    encrypted); tablespaces are not supported yet."""
     tars = sorted(p.name for p in directory.iterdir() if ".tar" in p.name)
     others = [n for n in tars if not n.startswith(("base.tar", "pg_wal.tar"))]
     if others:
@@ -193,20 +203,42 @@ def _extract(info: BackupInfo, directory: Path, into: Path) -> None:
     for name in tars:
         dest = into / "pg_wal" if name.startswith("pg_wal") else into
         dest.mkdir(mode=0o700, exist_ok=True)
-        with tarfile.open(directory / name, "r:*") as tar:
-            tar.extractall(dest, filter="tar")
+        if not name.endswith(base_crypto.SUFFIX):
+            with tarfile.open(directory / name, "r:*") as tar:
+                tar.extractall(dest, filter="tar")
+            continue
+        try:
+            with base_crypto.open_plain(directory / name, key) as plain:
+                _extract_stream(plain, name, dest)
+        except backup_crypto.DecryptError as e:
+            raise base.damaged(info, f"{name}: {e}") from None
     if not (into / "backup_manifest").exists():
-        shutil.copyfile(directory / "backup_manifest", into / "backup_manifest")
+        if base_crypto.is_sealed(directory):
+            base_crypto.decrypt_file(info, directory / f"backup_manifest{base_crypto.SUFFIX}",
+                                     into / "backup_manifest", key)
+        else:
+            shutil.copyfile(directory / "backup_manifest", into / "backup_manifest")
 
 
-def _extract_chain(cfg: Config, chain: list[BackupInfo], sources: list[Path], partial: Path, work: Path) -> None:
+def _extract_stream(plain: IO[bytes], name: str, dest: Path) -> None:
+    """A decrypted tar, read once front to back (tar's stream mode: never held in memory). gzip
+    through GzipFile: pg_basebackup's gzip files may hold several members, which tar's stream
+    mode would stop after the first of."""
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(gzip.GzipFile(fileobj=plain, mode="rb")) if ".gz" in name else plain
+        with tarfile.open(fileobj=source, mode="r|") as tar:
+            tar.extractall(dest, filter="tar")
+
+
+def _extract_chain(cfg: Config, chain: list[BackupInfo], keys: list[bytes | None], sources: list[Path],
+                   partial: Path, work: Path) -> None:
     if len(chain) == 1:
-        _extract(chain[0], sources[0], partial)
+        _extract(chain[0], sources[0], partial, keys[0])
         return
     parts = []
     for n, info in enumerate(chain):
         parts.append(work / str(n))
-        _extract(info, sources[n], parts[-1])
+        _extract(info, sources[n], parts[-1], keys[n])
     combine = tools.client(cfg, "pg_combinebackup")
     tools.run("pg_combinebackup", [str(combine), "--no-sync", "-o", str(partial), *map(str, parts)],
               timeout=RECOVERY_TIMEOUT)
@@ -217,7 +249,7 @@ def _extract_chain(cfg: Config, chain: list[BackupInfo], sources: list[Path], pa
 
 
 def _write_recovery(partial: Path, restore_command: str, when: dt.datetime | None, to_lsn: str | None,
-                    immediate: bool, settings: list[str]) -> None:
+                    immediate: bool, settings: list[str], to_name: str | None = None) -> None:
     lines = ["", "# written by dbcli backup restore --physical", *settings,
              f"restore_command = {instance.quote(restore_command)}",
              "recovery_target_action = 'promote'",
@@ -228,6 +260,8 @@ def _write_recovery(partial: Path, restore_command: str, when: dt.datetime | Non
         lines.append(f"recovery_target_time = {instance.quote(when.isoformat())}")
     elif to_lsn is not None:
         lines.append(f"recovery_target_lsn = {instance.quote(to_lsn)}")
+    elif to_name is not None:
+        lines.append(f"recovery_target_name = {instance.quote(to_name)}")
     with open(partial / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     (partial / "recovery.signal").touch()

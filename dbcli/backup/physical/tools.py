@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dbcli.backup.store import disk_error
+from dbcli.child_process import die_with_parent
 from dbcli.config.model import Config
 from dbcli.config.redact import redact_text
 from dbcli.errors import ConfigError, DbcliError, UnreachableError, WriteFailedError
@@ -110,7 +111,7 @@ def run(tool: str, cmd: list[str], *, env: dict[str, str] | None = None, timeout
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
                                   timeout=timeout, check=False, cwd="/",
                                   user=owner.pw_uid if owner else None, group=owner.pw_gid if owner else None,
-                                  extra_groups=[] if owner else None)
+                                  extra_groups=[] if owner else None, preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
             raise UnreachableError(f"{tool} did not finish within {timeout:.0f}s") from None
         except OSError as e:

@@ -5,7 +5,9 @@ copied to a temporary file in the archive, fsynced, and linked to its name, whic
 exists, so two archivers never overwrite each other and a reader never sees half a segment. The same
 segment again with the same content succeeds (PostgreSQL retries after a crash); different content
 under a name already archived is refused (exit 7): the archive holds someone else's history.
-pg_receivewal writes into the same directory (its current segment as ``<name>.partial``).
+pg_receivewal writes into the same directory (its current segment as ``<name>.partial``), unless
+the archive is encrypted: with ``backup.encryption_key`` each file is stored encrypted under its own
+name (wal_crypto), compared by the SHA-256 of its plain content, and decrypted by ``fetch``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbcli.backup.physical import wal_crypto
 from dbcli.backup.store import disk_error, private_dir
 from dbcli.errors import ConflictError, InvalidInputError, NotFoundError
 from dbcli.fsutil import fsync_path
@@ -36,8 +39,9 @@ def wal_dir(root: Path) -> Path:
     return root / WAL_DIR
 
 
-def archive(root: Path, source: Path, name: str) -> str:
-    """Archive ``source`` as ``name``: ``archived``, or ``already archived`` for the same content again."""
+def archive(root: Path, source: Path, name: str, key: bytes | None = None) -> str:
+    """Archive ``source`` as ``name`` (encrypted with ``key``): ``archived``, or ``already archived``
+    for the same content again."""
     if not ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     directory = wal_dir(root)
@@ -47,9 +51,13 @@ def archive(root: Path, source: Path, name: str) -> str:
     tmp = directory / f".{name}.{os.getpid()}.tmp"
     try:
         private_dir(directory)
+        digest = wal_crypto.sha256_of(source) if key is not None else ""
         with open(source, "rb") as src, open(tmp, "xb") as dst:
             os.fchmod(dst.fileno(), 0o600)
-            shutil.copyfileobj(src, dst, 1 << 20)
+            if key is not None:
+                wal_crypto.seal(src, dst, key, digest)
+            else:
+                shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
             os.fsync(dst.fileno())
         try:
@@ -69,7 +77,13 @@ def archive(root: Path, source: Path, name: str) -> str:
 
 
 def _same(source: Path, target: Path, name: str) -> str:
-    if filecmp.cmp(source, target, shallow=False):
+    try:
+        sealed = wal_crypto.read_header(target)
+        same = (sealed.sha256 == wal_crypto.sha256_of(source) if sealed is not None
+                else filecmp.cmp(source, target, shallow=False))
+    except FileNotFoundError:
+        raise NotFoundError(f"no WAL file {source}") from None
+    if same:
         # a run killed after its link but before the fsyncs: this retry makes the segment durable
         try:
             fsync_path(target)
@@ -82,14 +96,23 @@ def _same(source: Path, target: Path, name: str) -> str:
                         "give each server its own backup.dir")
 
 
-def fetch(root: Path, name: str, dest: Path) -> None:
-    """Copy archived ``name`` to ``dest`` (restore_command); NotFoundError when it is not archived."""
+def fetch(root: Path, name: str, dest: Path, key: bytes | None = None) -> None:
+    """Copy archived ``name`` to ``dest`` (restore_command), decrypted with ``key`` when it is
+    encrypted; NotFoundError when it is not archived."""
     if not ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     source = wal_dir(root) / name
     if not source.is_file():
         raise NotFoundError(f"WAL file {name} is not archived in {source.parent}")
-    shutil.copyfile(source, dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            wal_crypto.unseal(src, dst, key, name)
+        os.replace(tmp, dest)  # the server never reads half a segment
+    except OSError as e:
+        raise disk_error(e, dest) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def archive_command(root: Path) -> str:

@@ -5,17 +5,23 @@ object and the other is told it exists, so nothing is overwritten. A name alread
 by SHA-256 (kept as the object's ``sha256`` metadata; the bytes themselves when it has none): the
 same content succeeds (PostgreSQL retries after a crash), different content is refused (exit 7). A
 server that ignores the condition is caught by reading the object back after the PUT.
+
+With ``backup.encryption_key`` the object is the encrypted file wal_crypto describes (the ``sha256``
+metadata stays the plain content's); it is sealed into a temporary file (ciphertext only) first, as
+a PUT needs its length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dbcli.backup.physical import wal as wal_archive
+from dbcli.backup.physical import wal_crypto
 from dbcli.backup.repo_s3 import S3Repository
 from dbcli.backup.s3_client import S3Location, error_code, translate, translated
 from dbcli.backup.s3_io import delete_objects, list_objects
@@ -27,14 +33,6 @@ CHUNK = 1 << 20
 
 def wal_location(repo: S3Repository) -> S3Location:
     return S3Location(repo.location_.bucket, repo.location_.key(wal_archive.WAL_DIR))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stored_sha256(repo: S3Repository, key: str) -> str | None:
@@ -49,9 +47,13 @@ def _stored_sha256(repo: S3Repository, key: str) -> str | None:
     known = (head.get("Metadata") or {}).get("sha256")
     if known:
         return str(known)
-    digest = hashlib.sha256()
     with translated(where.url):
         body = repo.client.get_object(Bucket=where.bucket, Key=key)["Body"]
+        head_bytes = body.read(wal_crypto.HEADER_SIZE)
+        sealed = wal_crypto.parse_header(head_bytes)
+        if sealed is not None:
+            return sealed.sha256
+        digest = hashlib.sha256(head_bytes)
         while chunk := body.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -68,17 +70,23 @@ def _compare(repo: S3Repository, key: str, name: str, digest: str) -> str:
                         "give each server its own backup.dir")
 
 
-def archive(repo: S3Repository, source: Path, name: str) -> str:
-    """Archive ``source`` as ``name``: ``archived``, or ``already archived`` for the same content again."""
+def archive(repo: S3Repository, source: Path, name: str, secret: bytes | None = None) -> str:
+    """Archive ``source`` as ``name`` (encrypted with ``secret``): ``archived``, or ``already archived``
+    for the same content again."""
     if not wal_archive.ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     where = wal_location(repo)
     key = where.key(name)
     try:
-        digest = _sha256(source)
+        digest = wal_crypto.sha256_of(source)
         if _stored_sha256(repo, key) is not None:
             return _compare(repo, key, name, digest)
-        with open(source, "rb") as body:
+        with open(source, "rb") as plain, tempfile.TemporaryFile() as sealed:
+            body: IO[bytes] = plain
+            if secret is not None:
+                wal_crypto.seal(plain, sealed, secret, digest)
+                sealed.seek(0)
+                body = sealed
             try:
                 repo.client.put_object(Bucket=where.bucket, Key=key, Body=body, IfNoneMatch="*",
                                        Metadata={"sha256": digest})
@@ -88,12 +96,15 @@ def archive(repo: S3Repository, source: Path, name: str) -> str:
                 raise translate(e, where.url, writing=True) or e from None
     except FileNotFoundError:
         raise NotFoundError(f"no WAL file {source}") from None
+    except OSError as e:  # the temporary file's disk
+        raise disk_error(e, Path(tempfile.gettempdir())) from None
     _compare(repo, key, name, digest)  # a server that ignored If-None-Match: what is there now is ours
     return "archived"
 
 
-def fetch(repo: S3Repository, name: str, dest: Path) -> None:
-    """Download archived ``name`` to ``dest`` (restore_command); NotFoundError when it is not archived."""
+def fetch(repo: S3Repository, name: str, dest: Path, secret: bytes | None = None) -> None:
+    """Download archived ``name`` to ``dest`` (restore_command), decrypted with ``secret`` when it is
+    encrypted; NotFoundError when it is not archived."""
     if not wal_archive.ARCHIVABLE.match(name):
         raise InvalidInputError(f"{name!r} is not a WAL file name")
     where = wal_location(repo)
@@ -106,14 +117,22 @@ def fetch(repo: S3Repository, name: str, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with translated(where.url), open(tmp, "wb") as fh:
-            while chunk := body.read(CHUNK):
-                fh.write(chunk)
+            wal_crypto.unseal(body, fh, secret, name)
         os.replace(tmp, dest)  # the server never reads half a segment
     except OSError as e:  # the destination's disk (the S3 client's errors are translated above)
         raise disk_error(e, dest) from None
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def header(repo: S3Repository, name: str) -> wal_crypto.Sealed | None:
+    """The encryption header of archived ``name`` (None: a plain one)."""
+    where = wal_location(repo)
+    with translated(where.url):
+        body = repo.client.get_object(Bucket=where.bucket, Key=where.key(name),
+                                      Range=f"bytes=0-{wal_crypto.HEADER_SIZE - 1}")["Body"]
+        return wal_crypto.parse_header(body.read())
 
 
 def objects(repo: S3Repository) -> list[tuple[str, int]]:

@@ -66,8 +66,8 @@ def ingest(
     source: Annotated[str, typer.Argument(help="JSONL file, or - for stdin.", show_default=False)],
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Store the valid lines and report the "
                                                "bad ones (default: any bad line stops everything).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Events per batch (one bulk write per "
-                                            "collection).")] = 5000,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", show_default=False, help=(
+        "Events per batch (one bulk write per collection) [default: 20000; 5000 on FerretDB 1.x]."))] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

@@ -1,4 +1,4 @@
-"""dbcli backup create | list | verify | restore | prune"""
+"""dbcli backup create | list | verify | restore | restore-point | prune"""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def create(
     """Back up PostgreSQL (pg_dump) and MongoDB (mongodump layout) into one checked directory.
 
     With --physical: a base backup of the whole PostgreSQL server (tar, checksummed manifest checked
-    by pg_verifybackup); exit 3 if the profile has no replication rights.
+    by pg_verifybackup); exit 3 if the profile has no replication rights. On a local Citus cluster
+    profile (backup.wal: true): a base backup of every node, then one restore point across the nodes
+    (citus_create_restore_point, named after the backup); see docs/pitr.md.
 
     Exit 75 at once if another backup run holds the directory's lock; exit 8 if a dump is empty
     or unreadable; exit 3 if pg_dump is older than the server; exit 73 if the directory cannot be
@@ -75,6 +77,7 @@ def create(
 
     Example:
         dbcli -q backup create --tag nightly || mail -s "backup failed" ops@example.com
+        dbcli -q backup create --physical   # a Citus cluster: every node and one restore point
     """
     from dbcli.backup import create as backup_create
 
@@ -82,11 +85,23 @@ def create(
     out = st.output(fmt, quiet)
     if physical or incremental:
         from dbcli.backup.physical import backup as physical_backup
+        from dbcli.backup.physical import cluster
 
         if target not in ("all", "postgres"):
             from dbcli.errors import UsageError
 
             raise UsageError("--physical backs up PostgreSQL only")
+        if cluster.is_cluster(st.config):
+            from dbcli.backup.physical import cluster_backup
+
+            if incremental:
+                from dbcli.errors import UsageError
+
+                raise UsageError("--incremental is not supported on a Citus cluster: take a full --physical backup")
+            with _progress(out) as progress:
+                result = cluster_backup.create(st.config, root=_repo(dir_), tag=tag, progress=progress)
+            out.record(result, title="physical backup of the cluster")
+            return
         with _progress(out) as progress:
             result = physical_backup.create(st.config, root=_repo(dir_), tag=tag, incremental=incremental,
                                             progress=progress)
@@ -106,11 +121,17 @@ def list_(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet:
         dbcli backup list --format json
     """
     from dbcli.backup import listing
+    from dbcli.backup.repo_local import LocalRepository
     from dbcli.backup.repo_open import open_repository
 
     st = state(ctx)
     repo = open_repository(st.config, _repo(dir_))
-    st.output(fmt, quiet).rows(listing.list_rows(repo), listing.LIST_COLUMNS, title=f"backups in {repo.location}")
+    rows = listing.list_rows(repo)
+    if isinstance(repo, LocalRepository) and (repo.root / "cluster").is_dir():
+        from dbcli.backup.physical import cluster_backup
+
+        rows += cluster_backup.list_rows(repo.root)  # a Citus cluster's physical backups and restore points
+    st.output(fmt, quiet).rows(rows, listing.LIST_COLUMNS, title=f"backups in {repo.location}")
 
 
 @app.command("verify")
@@ -172,7 +193,9 @@ def restore(
     to_lsn: Annotated[str | None, typer.Option("--to-lsn", help="--physical: recover to this WAL position.",
                       show_default=False)] = None,
     latest: Annotated[bool, typer.Option("--latest", help="--physical: recover to the end of the archived "
-                      "WAL.")] = False,
+                      "WAL (a Citus cluster: to its newest archived restore point).")] = False,
+    to_point: Annotated[str | None, typer.Option("--to-restore-point", help="--physical, a Citus cluster: "
+                        "recover every node to this restore point.", show_default=False)] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="--physical: the new data directory "
                         "(absent or empty).", show_default=False)] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="PostgreSQL: pg_restore with N parallel jobs; "
@@ -187,6 +210,10 @@ def restore(
     new data directory, recovered to --to-time, --to-lsn or --latest, started once on a private
     socket, checked and stopped; prints the profile that runs it. A non-empty --data-dir or a
     running server there exits 3; a recovery that fails exits 8 and leaves no --data-dir.
+    On a Citus cluster profile every node is restored into --data-dir/<node> and recovered to ONE
+    restore point: --to-restore-point NAME (unknown: exit 6), --latest (the newest archived one) or
+    --to-time TS (the newest one at or before TS: a time is not consistent across nodes); the nodes
+    are started on free ports, re-linked (citus_update_node), checked and stopped.
 
     Refuses a non-empty target without --drop (exit 7); a count mismatch or a damaged backup exits
     8; a pg_restore older than the archive, or a server older than the backup's, exits 3.
@@ -196,6 +223,7 @@ def restore(
     Example:
         dbcli backup restore 20261129T101500Z-local-nightly --profile staging --drop
         dbcli backup restore --physical --to-time 2026-12-07T09:55:00Z --data-dir /srv/pg-restored
+        dbcli backup restore --physical --to-restore-point before-migration --data-dir /srv/cluster-restored
     """
     from dbcli.backup import restore as backup_restore
     from dbcli.config.load import load_config
@@ -204,16 +232,29 @@ def restore(
     st = state(ctx)
     out = st.output(fmt, quiet)
     if physical:
-        from dbcli.backup.physical import recover
+        from dbcli.backup.physical import cluster, recover
 
         if not data_dir:
             raise UsageError("--physical needs --data-dir (a new directory for the restored server)")
+        if cluster.is_cluster(st.config):
+            from dbcli.backup.physical import cluster_restore
+
+            if to_lsn:
+                raise UsageError("--to-lsn is one node's position: a cluster recovers to a restore point")
+            with _progress(out) as progress:
+                result = cluster_restore.restore(st.config, data_dir=Path(data_dir), root=_repo(dir_),
+                                                 backup_id=backup_id, to_point=to_point, to_time=to_time,
+                                                 latest=latest, progress=progress)
+            out.record(result, title="physical restore of the cluster")
+            return
+        if to_point:
+            raise UsageError("--to-restore-point needs a Citus cluster profile (postgres.citus.workers)")
         with _progress(out) as progress:
             result = recover.restore(st.config, data_dir=Path(data_dir), root=_repo(dir_), backup_id=backup_id,
                                      to_time=to_time, to_lsn=to_lsn, latest=latest, progress=progress)
         out.record(result, title="physical restore")
         return
-    if backup_id is None or to_time or to_lsn or latest or data_dir:
+    if backup_id is None or to_time or to_lsn or latest or data_dir or to_point:
         raise UsageError("give a backup id; --to-time, --to-lsn, --latest and --data-dir need --physical")
     target_cfg = load_config(st.config_path, profile) if profile else st.config
     with _progress(out) as progress:
@@ -229,6 +270,32 @@ def restore(
                   if jobs > 1 and first["target"] == "postgres" else "")
         raise CheckFailedError(f"{len(bad)} count(s) differ after restoring: {first['target']} {first['name']} "
                                f"has {first['restored']}, the backup {first['expected']}{undone}")
+
+
+@app.command("restore-point")
+def restore_point(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The point's name (letters, digits, _ . : -; at most 63).",
+                                        show_default=False)],
+    dir_: DirOpt = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a named restore point across every node of a Citus cluster (citus_create_restore_point).
+
+    Recorded in the repository (backup list shows what the cluster can be restored to); the command
+    then waits until every node has archived the WAL holding it. Restore it with backup restore
+    --physical --to-restore-point NAME. A name used before exits 7; not a Citus cluster profile
+    exits 3; WAL not archived within 60 s exits 4 (the point stays recorded).
+
+    Example:
+        dbcli -q backup restore-point "hourly-$(date -u +%Y%m%dT%H%M)"   # from cron
+    """
+    from dbcli.backup.physical import cluster
+
+    st = state(ctx)
+    result = cluster.restore_point(st.config, name, root=_repo(dir_))
+    st.output(fmt, quiet).record(result, title="restore point")
 
 
 @app.command("prune")

@@ -210,7 +210,7 @@ def import_(
     input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                             "(default: from the file name, else sniffed).", show_default=False)] = None,
     upsert_key: Annotated[str | None, typer.Option("--upsert-key", help="Upsert on this field instead of "
-                          "inserting (bulk UpdateOne, upsert=True).", show_default=False)] = None,
+                          "inserting (new keys inserted, the others updated by _id).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per bulk write.")] = 1000,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the valid documents and report "
                             "the invalid ones instead of refusing the whole input.")] = False,

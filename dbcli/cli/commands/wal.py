@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dbcli.cli.options import WalNameArg, WalPathArg
 from dbcli.cli.state import FormatOpt, QuietOpt, state
 
 if TYPE_CHECKING:
@@ -27,11 +28,19 @@ def _root(ctx: typer.Context, dir_: str | None) -> Root:
     return location.open_root(state(ctx).config, dir_)
 
 
+def _key(ctx: typer.Context, dir_: str | None) -> bytes | None:
+    """backup.encryption_key, from the config file: not read for a local --dir without --config."""
+    st = state(ctx)
+    if dir_ and "://" not in dir_ and st.config_path is None:
+        return None
+    return st.config.backup.encryption_key
+
+
 @app.command("archive")
 def archive(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="The WAL file (%p).", show_default=False)],
-    name: Annotated[str, typer.Argument(help="Its name (%f).", show_default=False)],
+    path: WalPathArg,
+    name: WalNameArg,
     dir_: DirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -40,31 +49,35 @@ def archive(
     Atomic and fsynced (on S3: a conditional PUT); the same file again with the same content exits
     0, different content under an archived name is refused (exit 7) and the server keeps the file
     and retries. With a local --dir no config file is read (the server runs it as its own user);
-    with --dir s3://... the S3 settings come from the config file (--config).
+    with --dir s3://... the S3 settings come from the config file (--config). With
+    backup.encryption_key in that file the file is stored encrypted (give --config with a local --dir).
 
     Example:
         archive_command = 'dbcli wal archive --dir /var/backups/dbcli %p %f'
     """
     from dbcli.backup.physical import location
 
-    location.archive(_root(ctx, dir_), Path(path), name)
+    location.archive(_root(ctx, dir_), Path(path), name, _key(ctx, dir_))
 
 
 @app.command("fetch")
 def fetch(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The WAL file's name (%f).", show_default=False)],
-    path: Annotated[str, typer.Argument(help="Where to put it (%p).", show_default=False)],
+    name: WalNameArg,
+    path: WalPathArg,
     dir_: DirOpt = None,
 ) -> None:
     """Copy one archived WAL file out of the repository: usable as a restore_command (exit 6 if absent).
+
+    An encrypted file is decrypted with backup.encryption_key (a local --dir reads it only with
+    --config): a missing or other key exits 3, a damaged file 8.
 
     Example:
         restore_command = 'dbcli wal fetch --dir /var/backups/dbcli %f %p'
     """
     from dbcli.backup.physical import location
 
-    location.fetch(_root(ctx, dir_), name, Path(path))
+    location.fetch(_root(ctx, dir_), name, Path(path), _key(ctx, dir_))
 
 
 @app.command("setup")
@@ -93,6 +106,9 @@ def setup(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet:
 def status(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """Show the WAL archive: segments, the first and last, gaps, and its size.
 
+    With a Citus cluster's backups in the repository: each node's archive, the number of restore
+    points and the newest one every node has archived (what backup restore --physical --latest uses).
+
     Example:
         dbcli wal status --format json
     """
@@ -100,7 +116,12 @@ def status(ctx: typer.Context, dir_: DirOpt = None, fmt: FormatOpt = None, quiet
 
     st = state(ctx)
     root = _root(ctx, dir_)
-    st.output(fmt, quiet).record(listing.wal_status(root), title=f"WAL archive in {location.text(root)}")
+    record = listing.wal_status(root)
+    if isinstance(root, Path) and (root / "cluster").is_dir():
+        from dbcli.backup.physical import cluster_backup
+
+        record.update(cluster_backup.wal_status(root))  # a Citus cluster's archives and restore points
+    st.output(fmt, quiet).record(record, title=f"WAL archive in {location.text(root)}")
 
 
 @app.command("receive")

@@ -9,7 +9,6 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from dbcli.errors import ConflictError
-from dbcli.mongo import bulk
 from dbcli.shop.activity.model import BUCKETS, bucket_id, id_key, summary, write_error
 from dbcli.shop.activity.session import Session
 
@@ -36,6 +35,7 @@ class BucketWriter:
         self.coll = session.db[BUCKETS]
         self.cap = session.cap
         self._open: dict[Pair, tuple[int, int, Any] | None] = {}  # pair -> (seq, count, _id) or no bucket
+        self._hour_index: str | None = None if session.rewrite else hour_index(self.coll)
 
     def forget(self) -> None:
         self._open.clear()
@@ -100,7 +100,13 @@ class BucketWriter:
         wanted = set(pairs)
         found: dict[Pair, tuple[int, int, Any]] = {}
         query = {"user_id": {"$in": sorted({u for u, _ in wanted})}, "hour": {"$in": sorted({h for _, h in wanted})}}
-        for b in self.coll.find(query, {"user_id": 1, "hour": 1, "seq": 1, "count": 1}):
+        cursor = self.coll.find(query, {"user_id": 1, "hour": 1, "seq": 1, "count": 1})
+        if self._hour_index is not None:
+            # DocumentDB (FerretDB 2.x) plans this filter on (user_id, hour) with both $in lists and
+            # takes time proportional to the collection (2.3 s at 72,000 buckets, measured); on the
+            # hour index 0.06 s. Same filter, same documents: only the index differs
+            cursor = cursor.hint(self._hour_index)
+        for b in cursor:
             pair = (b["user_id"], b["hour"])
             if pair in wanted and (pair not in found or b["seq"] > found[pair][0]):
                 found[pair] = (b["seq"], b["count"], b["_id"])
@@ -131,19 +137,21 @@ class BucketWriter:
                 state = (seq, len(chunk), doc["_id"])
             self._open[pair] = state
         again: dict[Pair, list[dict[str, Any]]] = defaultdict(list)
-        if updates and self.s.bulk_write(self.coll, [u for u, _, _ in updates]) != len(updates):
+        try:  # updates and inserts in one unordered bulk, its parts over the session's connections
+            matched = int(self.s.bulk(self.coll, [*(u for u, _, _ in updates),
+                                                  *(InsertOne(d) for d, _, _ in inserts)])["nMatched"])
+        except BulkWriteError as e:
+            errors = e.details.get("writeErrors") or []
+            refused = [w for w in errors if w.get("code") != 11000 or int(w["index"]) < len(updates)]
+            if refused:
+                raise write_error(BUCKETS, refused[0]) from e
+            for w in errors:  # another writer opened that seq first
+                _, pair, chunk = inserts[int(w["index"]) - len(updates)]
+                again[pair].extend(chunk)
+            matched = int(e.details["nMatched"])
+        if matched != len(updates):
             for pair, chunk in self._unwritten([(p, c) for _, p, c in updates]):
                 again[pair].extend(chunk)
-        if inserts:
-            try:
-                bulk.bulk_write(self.coll, [InsertOne(d) for d, _, _ in inserts], self.s.update_chunk)
-            except BulkWriteError as e:
-                errors = e.details.get("writeErrors") or []
-                if any(w.get("code") != 11000 for w in errors):
-                    raise write_error(BUCKETS, errors[0]) from e
-                for w in errors:  # another writer opened that seq first
-                    _, pair, chunk = inserts[int(w["index"])]
-                    again[pair].extend(chunk)
         return {p: sorted(v, key=lambda s: (s["ts"], s["event_id"])) for p, v in again.items()}
 
     def _unwritten(self, chunks: list[tuple[Pair, list[dict[str, Any]]]]) -> list[tuple[Pair, list[dict[str, Any]]]]:
@@ -155,3 +163,11 @@ class BucketWriter:
             if (b["user_id"], b["hour"]) in pairs:
                 present.update(e["event_id"] for e in b.get("events") or [])
         return [(p, c) for p, c in chunks if c[0]["event_id"] not in present]
+
+
+def hour_index(coll: Any) -> str | None:
+    """The name of the collection's index on ``hour`` alone, if it has one (the shop schema declares it)."""
+    for name, info in coll.index_information().items():
+        if [k for k, _ in info["key"]] == ["hour"]:
+            return str(name)
+    return None

@@ -24,6 +24,7 @@ from dbcli.readers import open_input
 from dbcli.shop.activity.model import (
     DEFAULT_BATCH,
     EVENTS,
+    LARGE_BATCH,
     check_event_id,
     check_type,
     check_user_id,
@@ -121,10 +122,11 @@ def _open(source: str) -> IO[str]:
     return spool
 
 
-def ingest(cfg: Config, source: str, *, skip_invalid: bool = False, batch_size: int = DEFAULT_BATCH,
+def ingest(cfg: Config, source: str, *, skip_invalid: bool = False, batch_size: int | None = None,
            progress: Progress | None = None) -> IngestResult:
-    """Validate the whole input, then write it; with invalid lines and no ``skip_invalid``, write nothing."""
-    if not 1 <= batch_size <= 100_000:
+    """Validate the whole input, then write it; with invalid lines and no ``skip_invalid``, write nothing.
+    ``batch_size`` None: LARGE_BATCH, or DEFAULT_BATCH on FerretDB 1.x."""
+    if batch_size is not None and not 1 <= batch_size <= 100_000:
         raise UsageError("--batch-size must be between 1 and 100000")
     started = time.perf_counter()
     result = IngestResult()
@@ -142,6 +144,8 @@ def ingest(cfg: Config, source: str, *, skip_invalid: bool = False, batch_size: 
         result.invalid = len(result.problems)
         if result.problems and not skip_invalid:
             raise InvalidLinesError(result.problems)
+        if batch_size is None:
+            batch_size = DEFAULT_BATCH if session.rewrite else LARGE_BATCH
         _write(session, stream, result, refs, batch_size, progress)
     result.seconds = time.perf_counter() - started
     if result.inserted:

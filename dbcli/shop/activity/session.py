@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReadPreference
@@ -18,6 +19,7 @@ from dbcli.mongo import validation as mongo_schema
 from dbcli.mongo.json_schema import Problem, checker
 from dbcli.schema.files import CollectionSpec, collection_specs
 from dbcli.schema.mongo_collections import apply_concurrently
+from dbcli.shop.activity import parallel
 from dbcli.shop.activity.model import BUCKETS, COLLECTIONS, EVENTS, PLAIN_FIELDS
 
 INDEX_NOT_FOUND = 27
@@ -38,12 +40,27 @@ class Session:
     # FerretDB 1.x: counters and buckets rewritten whole (delete + insert) under the writer lock,
     # from a plan recorded in the journal, instead of one update per document (see rewrite)
     rewrite: bool = False
+    # connections a batch's independent parts are written over at once (1 on FerretDB 1.x, whose
+    # SQLite writers contend for one lock; see parallel)
+    jobs: int = 1
+    pool: ThreadPoolExecutor | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.jobs > 1:
+            self.pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dbcli-activity-write")
+
+    def bulk(self, coll: Any, ops: list[Any]) -> dict[str, Any]:
+        """Unordered bulk write over ``jobs`` connections at once, in commands of at most
+        ``update_chunk`` statements; the summed result (a BulkWriteError as ``bulk.bulk_write``'s)."""
+        return bulk.bulk_write(coll, ops, parallel.part_size(len(ops), self.jobs, self.update_chunk), self.pool)
 
     def bulk_write(self, coll: Any, ops: list[Any]) -> int:
-        """Unordered bulk write in commands of ``update_chunk`` statements; returns the matched count."""
-        return int(bulk.bulk_write(coll, ops, self.update_chunk)["nMatched"])
+        """``bulk``, returning the matched count."""
+        return int(self.bulk(coll, ops)["nMatched"])
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)  # no part of a batch outlives its session
         self.client.close()
 
     def __enter__(self) -> Session:
@@ -82,7 +99,8 @@ def open_session(cfg: Config, *, for_write: bool = True) -> Session:
         raise
     return Session(cfg, client, db, {name: checker(spec) for name, spec in specs.items()}, enc, cap,
                    update_chunk=bulk.FERRETDB1_STATEMENTS if ferret1 else bulk.DEFAULT_STATEMENTS,
-                   guard_buckets=not ferret1, rewrite=ferret1)
+                   guard_buckets=not ferret1, rewrite=ferret1,
+                   jobs=1 if ferret1 or not for_write else parallel.WRITE_JOBS)
 
 
 def _check_specs(specs: dict[str, CollectionSpec]) -> None:

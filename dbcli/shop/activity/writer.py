@@ -6,24 +6,28 @@ appended to their buckets, (4) their users' counters get ``$inc``/``$min``/``$ma
 per user, pre-aggregated over the batch, in unordered bulks), (5) the journal entry is removed.
 Duplicates are never counted: either the batch that inserted them finished (its counters are in),
 or it died and left its journal entry, and ``recompute.recover`` (run by every new writer) finishes
-it. On FerretDB 1.x steps 3 and 4 rewrite the documents whole from a plan recorded in the journal
-entry, under a writer lock (see ``rewrite``).
+it. Steps 2-4 each send their independent parts over ``session.jobs`` connections at once (see
+``parallel``); a step returns or raises only once all its parts have finished. On FerretDB 1.x
+steps 3 and 4 rewrite the documents whole from a plan recorded in the journal entry, under a
+writer lock (see ``rewrite``), over one connection.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from dbcli.mongo import connection as mongo
-from dbcli.shop.activity import rewrite
+from dbcli.shop.activity import parallel, rewrite
 from dbcli.shop.activity.buckets import BucketWriter
 from dbcli.shop.activity.counters import added, counters_ok, fold_stats, increment, stats_doc
 from dbcli.shop.activity.journal import IN_FLIGHT, journal_entry
@@ -98,7 +102,8 @@ class Writer:
         5,000 duplicates outlast the 60 s socket timeout), an indexed read of 5,000 absent ids 0.07
         s: so the first batch, and each batch after one that met duplicates (a file ingested
         again), reads which of its events are stored and inserts only the others. Not on FerretDB
-        1.x, where that read would scan the whole collection.
+        1.x, where that read would scan the whole collection. The inserts go in ``session.jobs``
+        parts at once.
         """
         todo = docs
         if self._check_first:
@@ -110,18 +115,25 @@ class Writer:
             if stored:
                 todo = [d for d in docs if d["event_id"] not in stored]
         failed: set[int] = set()
-        for start in range(0, len(todo), INSERT_CHUNK):
-            try:
-                self.db[EVENTS].insert_many(todo[start:start + INSERT_CHUNK], ordered=False)
-            except BulkWriteError as e:
-                errors = e.details.get("writeErrors") or []
-                other = [w for w in errors if w.get("code") != 11000]
-                if other:
-                    raise write_error(EVENTS, other[0]) from e
-                failed.update(start + int(w["index"]) for w in errors)
+        calls = [partial(self._insert_part, start, part)
+                 for start, part in parallel.parts(todo, self.s.jobs, INSERT_CHUNK)]
+        for refused in parallel.run_all(self.s.pool, calls):
+            failed.update(refused)
         fresh = [d for i, d in enumerate(todo) if i not in failed] if failed else todo
         self._check_first = not self.s.rewrite and len(fresh) < len(docs)
         return fresh
+
+    def _insert_part(self, start: int, part: Sequence[dict[str, Any]]) -> list[int]:
+        """One ``insert_many`` of a batch's events; the indexes (from ``start``) of those already stored."""
+        try:
+            self.db[EVENTS].insert_many(part, ordered=False)
+        except BulkWriteError as e:
+            errors = e.details.get("writeErrors") or []
+            other = [w for w in errors if w.get("code") != 11000]
+            if other:
+                raise write_error(EVENTS, other[0]) from e
+            return [start + int(w["index"]) for w in errors]
+        return []
 
     # ---- FerretDB 1.x: whole documents from a recorded plan, under the lock (see rewrite) -----
 
@@ -201,18 +213,19 @@ class Writer:
                 validate(self.s, STATS, doc, f"user_stats of user {uid}")
                 inserts.append(doc)
         retry: list[int] = []
-        if updates and self.s.bulk_write(coll, updates) != len(updates):
+        try:  # updates and inserts in one unordered bulk, its parts over the session's connections
+            matched = int(self.s.bulk(coll, [*updates, *(InsertOne(d) for d in inserts)])["nMatched"])
+        except BulkWriteError as e:
+            errors = e.details.get("writeErrors") or []
+            refused = [w for w in errors if w.get("code") != 11000 or int(w["index"]) < len(updates)]
+            if refused:
+                raise write_error(STATS, refused[0]) from e
+            retry += [inserts[int(w["index"]) - len(updates)]["user_id"] for w in errors]  # created concurrently
+            matched = int(e.details["nMatched"])
+        if matched != len(updates):
             # a document vanished under us (a concurrent rebuild): write those users again
             present = {d["user_id"] for d in coll.find({"user_id": {"$in": list(per_user)}}, {"user_id": 1})}
             retry += [u for u in per_user if u in self._stat_ids and u not in present]
-        if inserts:
-            try:
-                coll.insert_many(inserts, ordered=False)
-            except BulkWriteError as e:
-                errors = e.details.get("writeErrors") or []
-                if any(w.get("code") != 11000 for w in errors):
-                    raise write_error(STATS, errors[0]) from e
-                retry += [inserts[int(w["index"])]["user_id"] for w in errors]  # created concurrently
         for doc in inserts:
             self._stat_ids.setdefault(doc["user_id"], doc["_id"])
         for uid in retry:
