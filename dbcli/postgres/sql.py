@@ -197,7 +197,11 @@ def run(cfg: Config, text: str, params: Mapping[str, Any] | None = None, *, writ
         conn.read_only = not write  # psycopg opens the transaction with BEGIN READ ONLY
         with conn.cursor() as cur:
             # a query first: the transaction takes its snapshot, so SET TRANSACTION READ WRITE fails
-            cur.execute("SELECT set_config('statement_timeout', %s, true)",
+            # a Ctrl-C's cancel that reaches the server before the statement starts is dropped
+            # there, and a backend running a query does not notice its client gone: with the check
+            # interval it ends the query within a second of dbcli's exit, whatever killed dbcli
+            cur.execute("SELECT set_config('statement_timeout', %s, true), "
+                        "set_config('client_connection_check_interval', '1s', true)",
                         (f"{int(timeout * 1000)}ms" if timeout else _current_timeout(cfg),))
             for statement in statements[:-1]:
                 _execute(conn, cur, statement, params)

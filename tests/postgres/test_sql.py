@@ -145,6 +145,24 @@ def test_timeout_exits_4(shop: Shop, cli: Any) -> None:
     assert "statement timed out" in _refused(cli, "select pg_sleep(5)", "--timeout", "0.2", code=4)
 
 
+def test_a_query_of_a_killed_dbcli_ends_on_the_server(shop: Shop) -> None:
+    env = {**os.environ, "DBCLI_CONFIG": str(shop.config)}
+    proc = subprocess.Popen([sys.executable, "-m", "dbcli", "sql", "select pg_sleep(60), 'dbcli-sql-killed'"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    probe = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60), ''dbcli-sql-killed%' "
+             "AND state = 'active' AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + 30
+    while shop.scalar(probe) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shop.scalar(probe) == 1
+    proc.kill()  # no cancel request: only the server's check of its client ends the query
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while shop.scalar(probe) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shop.scalar(probe) == 0
+
+
 def test_ctrl_c_cancels_the_query_on_the_server(shop: Shop) -> None:
     env = {**os.environ, "DBCLI_CONFIG": str(shop.config)}
     proc = subprocess.Popen([sys.executable, "-m", "dbcli", "sql", "select pg_sleep(60), 'dbcli-sql-sleeper'"],
