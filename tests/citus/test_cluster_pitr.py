@@ -44,8 +44,11 @@ def run(config: Path, *args: str, code: int = 0) -> Any:
 
 
 def insert(config: Path, first: int, last: int) -> None:
-    run(config, "sql", f"INSERT INTO items SELECT g, g % 7 FROM generate_series({first}, {last}) g", "--write")
-    run(config, "sql", f"INSERT INTO kinds SELECT g FROM generate_series({first}, {last}) g", "--write")
+    bounds = ["--param", f"first={first}", "--param", f"last={last}"]
+    run(config, "sql", "INSERT INTO items SELECT g, g %% 7 FROM generate_series(%(first)s::int, %(last)s::int) g",
+        *bounds, "--write")
+    run(config, "sql", "INSERT INTO kinds SELECT g FROM generate_series(%(first)s::int, %(last)s::int) g",
+        *bounds, "--write")
 
 
 def counts(config: Path) -> tuple[int, int]:

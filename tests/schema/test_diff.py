@@ -243,8 +243,10 @@ def test_types_and_extensions_of_the_migrations_are_no_drift(tmp_path: Path, liv
     shutil.copytree(default_dir() / "postgres", schema / "postgres")
     types = schema / "postgres" / "0099_types.sql"
     extension = installable_extension(live)
+    # a migration file's text, as a user writes it; the names come from the fixed EXTENSIONS table
+    create = sql.SQL("CREATE EXTENSION IF NOT EXISTS {};\n").format(sql.Identifier(extension)).as_string()
     types.write_text(
-        f"CREATE EXTENSION IF NOT EXISTS {extension};\n"
+        create +
         "CREATE TYPE mood AS ENUM ('sad', 'happy');\n"
         "CREATE DOMAIN posint AS int NOT NULL DEFAULT 1 CHECK (VALUE > 0);\n"
         "CREATE TYPE pair AS (a int, b text);\n"
@@ -275,7 +277,7 @@ def test_a_killed_runs_scratch_database_is_dropped_by_the_next_run(live: str, pg
     old = int(row[0]) - 3600
     stale, busy, young = f"{PREFIX}{old}_aaaaaa", f"{PREFIX}{old}_bbbbbb", f"{PREFIX}{old + 3599}_cccccc"
     for name in (stale, busy, young):
-        execute(pg_server.conninfo("postgres"), f"CREATE DATABASE {name}")
+        execute(pg_server.conninfo("postgres"), sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         with psycopg.connect(pg_server.conninfo(busy)):  # a killed run's statement still running there
             code, rows, err = diff_rows("--exit-code")
@@ -287,7 +289,8 @@ def test_a_killed_runs_scratch_database_is_dropped_by_the_next_run(live: str, pg
         assert "dropped 1 scratch database(s)" in err and busy in err
     finally:
         for name in (stale, busy, young):
-            execute(pg_server.conninfo("postgres"), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            execute(pg_server.conninfo("postgres"),
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # ---- MongoDB -----------------------------------------------------------------------------------
