@@ -5,6 +5,7 @@ prints in one run, each figure the median of --repeat alternating runs (whole co
 process start-up included, output to /dev/null or a file as a user would send it):
 
 * ``dbcli table export products -o F.csv`` vs ``psql \\copy products TO F.csv`` (goal >= 0.9x);
+* ``dbcli table export products --jobs 2 -o F.csv`` vs the same ``psql \\copy`` (goal >= 1.3x);
 * ``dbcli table export products -o F.jsonl`` vs the same ``psql \\copy`` (goal >= 0.7x), and vs psql
   running the very ``row_to_json`` COPY dbcli sends (the server's share);
 * ``dbcli sql QUERY -f csv`` vs ``psql -c "\\copy (QUERY) to stdout csv header"`` (goal >= 0.9x),
@@ -20,11 +21,13 @@ process start-up included, output to /dev/null or a file as a user would send it
 DIR``) in the same rounds, for before/after figures.
 
     .venv/bin/python bench/bench_export.py --rows 1000000 --repeat 5 [--before /tmp/dbcli-head]
+    .venv/bin/python bench/bench_export.py --rows 10000000 --repeat 3 --only "sql csv"
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import statistics
 import subprocess
@@ -47,6 +50,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="alternating runs of each command (median kept)")
     parser.add_argument("--before", type=Path, help="another dbcli source tree to measure in the same rounds")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="measure only the rows whose name holds TEXT (repeatable; the csv export and the "
+                             "start-up always run: the streaming ratio needs them)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -75,6 +81,10 @@ def main() -> None:
             "table export csv": {"baseline": copy_to_file,
                                  **{k: dbcli(t, "table", "export", "products", "-o", str(work / f"{k}.csv"))
                                     for k, t in trees.items()}},
+            # issue 19 item 6: two connections in one exported snapshot (goal >= 1.3x)
+            "table export csv --jobs 2": {"baseline": copy_to_file,
+                                          **{k: dbcli(t, "table", "export", "products", "--jobs", "2",
+                                                      "-o", str(work / f"{k}-jobs.csv")) for k, t in trees.items()}},
             "table export jsonl": {"baseline": copy_to_file,
                                    **{k: dbcli(t, "table", "export", "products", "-o", str(work / f"{k}.jsonl"))
                                       for k, t in trees.items()}},
@@ -100,6 +110,9 @@ def main() -> None:
                                  r"(FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')"),
                 **{k: dbcli(t, "sql", "select * from products", "-f", "jsonl") for k, t in trees.items()}},
         }
+        if args.only:  # large --rows runs: only what is asked for
+            measures = {name: cmds for name, cmds in measures.items()
+                        if name in ("table export csv", "start-up (no row)") or any(o in name for o in args.only)}
         for q in QUERIES.values():  # the same bytes as psql's \copy
             same = [subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, check=True).stdout
                     for cmd in ([*psql, "-c", rf"\copy ({q}) to stdout csv header"],
@@ -114,8 +127,11 @@ def main() -> None:
                 for who in order:
                     results[name].setdefault(who, []).append(commands[who]())
         load_after = os.getloadavg()
-        if (work / "after.csv").read_bytes() != (work / "psql.csv").read_bytes():
+        if not filecmp.cmp(work / "after.csv", work / "psql.csv", shallow=False):
             raise SystemExit("table export csv differs from psql \\copy's file")
+        if (work / "after-jobs.csv").exists() and not filecmp.cmp(work / "after-jobs.csv", work / "psql.csv",
+                                                                   shallow=False):
+            raise SystemExit("table export --jobs 2 differs from psql \\copy's file")
 
         print(f"\n{args.rows:,} rows; PostgreSQL {local_pg.version(data_dir)}, {os.cpu_count()} CPUs, load average "
               f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; medians of {args.repeat} alternating runs\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,33 @@ def atomic_write(path: str | Path, mode: str = "w", *, private: bool = False,
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def append_file(source: IO[bytes], sink: IO[bytes]) -> None:
+    """Append all of ``source`` (a file, read from its start) to ``sink``.
+
+    The kernel copies (``sendfile``) where both ends are file descriptors, so the bytes do not
+    pass through Python; otherwise, or where the kernel refuses, in 1 MiB reads and writes."""
+    source.seek(0)
+    try:
+        out_fd, in_fd = sink.fileno(), source.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        out_fd = in_fd = -1
+    if out_fd >= 0:
+        sink.flush()
+        size, offset = os.fstat(in_fd).st_size, 0
+        try:
+            while offset < size:
+                sent = os.sendfile(out_fd, in_fd, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        except OSError as e:
+            if offset or e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+        if offset:
+            return
+    shutil.copyfileobj(source, sink, 1 << 20)
 
 
 def _umask() -> int:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from dbcli.config.load import load_config
 from dbcli.postgres import citus_local, embedded
 from dbcli.postgres.params import conn_params
-from tests.helpers import write_config
+from tests.helpers import invoke, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -97,3 +98,26 @@ def citus_shop(citus_cluster: CitusCluster, tmp_path_factory: pytest.TempPathFac
     apply(cfg, target="postgres")
     seed(cfg, events=0, **SEED)
     return "shop"
+
+
+@contextmanager
+def archiving_cluster_config(citus_install: Path, base: Path, db: str) -> Iterator[Path]:
+    """A config file whose default profile ``c`` is a local Citus cluster in ``base/data`` archiving
+    its WAL into the repository ``base/repo``; the nodes are stopped at the end."""
+    nodes = CitusCluster(base / "data", citus_install)
+    profile = {**nodes.profile(db), "backup": {"dir": str(base / "repo"), "wal": True}}
+    config = write_config(base / "dbcli.yaml", {"default_profile": "c", "profiles": {"c": profile}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(base / "xdg"))  # the nodes' notes stay in this run's temp dir
+        try:
+            yield config
+        finally:
+            for node in citus_local.nodes(load_config(str(config))):
+                embedded.stop(node.data_dir)
+
+
+def run_json(config: Path, *args: str, code: int = 0) -> Any:
+    """``dbcli --config CONFIG ARGS -f json`` in-process: its JSON output, or the result when ``code`` is not 0."""
+    result = invoke(["--config", str(config), *args, "-f", "json"])
+    assert result.exit_code == code, result.stderr
+    return result.json() if code == 0 else result

@@ -11,7 +11,9 @@ removes the last copy. Failed backups never count towards a rule and are removed
 manifest cannot be read, or names a path outside the backup, are left alone for a human to look at.
 
 A backup that a kept incremental physical backup depends on is kept with it (chains stay whole), and
-archived WAL older than the oldest physical backup's start is removed.
+archived WAL older than the oldest physical backup's start is removed. A Citus cluster's physical
+backups (``<repository>/cluster/``, local only) are planned by the same rules but on their own, each
+one kept or removed with all its node backups (cluster_prune).
 
 Unlike restic 0.16+, a rule with counts left over does not also keep the oldest backup: the rules
 mean exactly what they say.
@@ -26,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from dbcli.backup.physical import chain as physical_chain
+from dbcli.backup.physical import cluster_prune
+from dbcli.backup.repo import Repository
+from dbcli.backup.repo_local import LocalRepository
 from dbcli.backup.repo_open import open_repository
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.config.model import Config
@@ -158,8 +163,9 @@ def prune(cfg: Config, *, root: Path | str | None = None, overrides: dict[str, i
     returns the decisions. ``root``: a directory or an s3:// URL, default ``backup.dir``."""
     repo = open_repository(cfg, root)
     policy = policy_from(cfg, overrides or {})
+    area = cluster_area(repo)
     if dry_run:
-        return plan(repo.list_backups(), policy)
+        return merged(plan(repo.list_backups(), policy), cluster_plan(area, policy) if area else [])
     with repo.locked("backup prune", clock):
         repo.clean_leftovers()
         decisions = plan(repo.list_backups(), policy)
@@ -167,4 +173,29 @@ def prune(cfg: Config, *, root: Path | str | None = None, overrides: dict[str, i
             if not d.keep:
                 repo.remove(d.backup)
         physical_chain.prune_wal(repo)  # the archived WAL no physical backup left needs
+        if area is None:
+            return decisions
+        with cluster_prune.locked(area, clock):
+            clustered = cluster_plan(area, policy)
+            cluster_prune.apply(area, kept=[d.backup for d in clustered if d.keep],
+                                doomed=[d.backup for d in clustered if not d.keep])
+    return merged(decisions, clustered)
+
+
+def cluster_area(repo: Repository) -> Path | None:
+    """The repository's directory when it holds Citus cluster backups."""
+    return repo.root if isinstance(repo, LocalRepository) and cluster_prune.present(repo.root) else None
+
+
+def cluster_plan(root: Path, policy: Policy) -> list[Decision]:
+    decisions = plan(cluster_prune.backups(root), policy)
+    for d in decisions:
+        d.reasons.insert(0, "cluster backup")
     return decisions
+
+
+def merged(decisions: list[Decision], clustered: list[Decision]) -> list[Decision]:
+    def when(d: Decision) -> tuple[dt.datetime, str]:
+        return (d.backup.time or dt.datetime.min.replace(tzinfo=dt.UTC)).astimezone(dt.UTC), d.backup.id
+
+    return sorted([*decisions, *clustered], key=when, reverse=True)

@@ -23,16 +23,17 @@ from dbcli.backup import store as backup_store
 from dbcli.backup.pg_archive import check_archive
 from dbcli.backup.pg_compat import check_restore_tool, check_target, server_version_num
 from dbcli.backup.physical import check as physical_check
+from dbcli.backup.physical import cluster, cluster_verify
 from dbcli.backup.physical import location as physical_location
 from dbcli.backup.repo import BackupFiles, Blob, Repository
-from dbcli.backup.repo_local import LocalBlob, LocalRepository
+from dbcli.backup.repo_local import LocalBlob, LocalFiles, LocalRepository
 from dbcli.backup.repo_open import open_repository
 from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
 from dbcli.backup.threads import for_each
 from dbcli.config.model import Config
-from dbcli.errors import CheckFailedError, ConfigError, DbcliError, UnreachableError
+from dbcli.errors import CheckFailedError, ConfigError, DbcliError, NotFoundError, UnreachableError
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.tools import find_tools, tool_version
 
@@ -146,7 +147,11 @@ def verify(cfg: Config, *, root: Path | str | None = None, backup_id: str | None
     """Check a backup end to end; the result is also written to its ``verify.json``.
 
     A directory archive (``backup create --jobs``) that is encrypted or in object storage is read
-    once, into a scratch directory (archive_transfer), where pg_restore then reads it."""
+    once, into a scratch directory (archive_transfer), where pg_restore then reads it. A Citus
+    cluster's physical backup (local repository) is checked node by node (cluster_verify)."""
+    found = _cluster_backup(cfg, root, backup_id, latest)
+    if found is not None:
+        return _verify_cluster(cfg, *found, restore_test=restore_test, progress=progress, clock=clock)
     with Scratch() as scratch:
         return _verify(cfg, root=root, backup_id=backup_id, latest=latest, restore_test=restore_test,
                        progress=progress, clock=clock, scratch=scratch)
@@ -220,6 +225,52 @@ def _verify(cfg: Config, *, root: Path | str | None, backup_id: str | None, late
         _restore_test(cfg, files, manifest if tools else {**manifest, "postgres": None}, key, result, progress,
                       pg_source=pg_source, pg_key=pg_key)
     _record(repo, info, result, restore_test, clock)
+    return result
+
+
+def _cluster_backup(cfg: Config, root: Path | str | None, backup_id: str | None,
+                    latest: bool) -> tuple[Path, BackupInfo] | None:
+    """The cluster backup to verify: the one named, or with ``latest`` the newest complete one when it
+    is newer than the newest complete backup outside ``cluster/``."""
+    repo = open_repository(cfg, root)
+    if not isinstance(repo, LocalRepository):
+        return None
+    found = cluster_verify.find(repo.root, backup_id, latest)
+    if found is None or not (latest or backup_id == "latest"):
+        return (repo.root, found) if found is not None else None
+    try:
+        other = repo.find_backup(None, latest=True)
+    except NotFoundError:
+        return repo.root, found
+    newer = other.time is not None and found.time is not None and other.time > found.time
+    return None if newer else (repo.root, found)
+
+
+def _verify_cluster(cfg: Config, root: Path, info: BackupInfo, *, restore_test: bool, progress: Progress,
+                    clock: Clock) -> Verification:
+    result = Verification(info.id)
+
+    def files_ok(node: BackupInfo) -> bool:
+        assert node.path is not None and node.manifest is not None
+        checked = Verification(node.id)
+        check_files(LocalFiles(node.path), node.manifest.get("files") or {}, checked)
+        for c in checked.checks:
+            result.add(c["check"], f"{node.id}/{c['subject']}", c["ok"], c["detail"])
+        return checked.state != "failed"
+
+    if info.manifest is None:
+        result.add("manifest", f"{cluster.BACKUPS}/{info.id}.json", False, str(info.problem))
+    else:
+        cluster_verify.check(cfg, root, info.manifest, add=result.add, skip=result.skip, check_files=files_ok,
+                             progress=progress)
+    if restore_test and result.state != "failed" and info.manifest is not None:
+        cluster_verify.run_restore_test(cfg, root, info.manifest, result.add, result.skip, progress)
+    state = result.state
+    with contextlib.suppress(OSError, DbcliError):  # a read-only medium: reported, not recorded
+        cluster.write_verification(root, result.id, {
+            "verified_at": iso(clock()), "state": state, "ok": None if state == "unverified" else state == "ok",
+            "restore_test": restore_test, "problems": result.problems, "unverified": result.reasons,
+            "dbcli_version": __version__})
     return result
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import shutil
 import tempfile
 from collections.abc import Sequence
 from typing import IO, Any
@@ -22,6 +21,7 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
+from dbcli.fsutil import append_file
 from dbcli.postgres import connection
 from dbcli.postgres.catalog import Table
 from dbcli.postgres.copy_export import export_table
@@ -108,8 +108,7 @@ def export_table_jobs(uow: UnitOfWork, name: str, sink: IO[bytes], jobs: int, *,
             if error is not None:
                 raise error
         for spool in spools:
-            spool.seek(0)
-            shutil.copyfileobj(spool, sink, 1 << 20)
+            append_file(spool, sink)
         return sum(f.result() for f in futures)
 
 

@@ -65,9 +65,8 @@ def split(path: str, jobs: int, *, quote: str | None, header_records: int = 0,
             target = body + (size - body) * k // parts
             if target <= pos:
                 continue
-            lines += _count(mm, b"\n", pos, target)
-            if q is not None:
-                quotes += _count(mm, q, pos, target)
+            more_lines, more_quotes = _counts(mm, q, pos, target)
+            lines, quotes = lines + more_lines, quotes + more_quotes
             # the cut goes after the next line break that ends a record
             pos, lines, quotes = _record_end(mm, target, lines, quotes, q, size)
             if pos >= size:
@@ -94,6 +93,17 @@ def _record_end(mm: mmap.mmap, pos: int, lines: int, quotes: int, q: bytes | Non
 
 def _count(mm: mmap.mmap, byte: bytes, start: int, end: int) -> int:
     return sum(mm[i:min(i + _SCAN, end)].count(byte) for i in range(start, end, _SCAN))
+
+
+def _counts(mm: mmap.mmap, q: bytes | None, start: int, end: int) -> tuple[int, int]:
+    """(line breaks, quotes) in [start, end): each slice copied out of the map once for both counts."""
+    lines = quotes = 0
+    for i in range(start, end, _SCAN):
+        chunk = mm[i:min(i + _SCAN, end)]
+        lines += chunk.count(b"\n")
+        if q is not None:
+            quotes += chunk.count(q)
+    return lines, quotes
 
 
 @contextmanager

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from dbcli.backup.physical import cluster, cluster_restore
-from dbcli.config.load import load_config
 from dbcli.errors import NotFoundError
-from dbcli.postgres import citus_local, embedded
-from tests.fix_citus import CitusCluster
+from dbcli.postgres import embedded
+from tests.fix_citus import archiving_cluster_config
+from tests.fix_citus import run_json as run
 from tests.helpers import invoke, write_config
 
 DB = "pitr"
@@ -24,23 +24,8 @@ DB = "pitr"
 
 @pytest.fixture(scope="module")
 def cluster_config(citus_install: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("cpitr")
-    cluster = CitusCluster(base / "data", citus_install)
-    profile = {**cluster.profile(DB), "backup": {"dir": str(base / "repo"), "wal": True}}
-    config = write_config(base / "dbcli.yaml", {"default_profile": "c", "profiles": {"c": profile}})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_DATA_HOME", str(base / "xdg"))  # the nodes' notes stay in this run's temp dir
-        try:
-            yield config
-        finally:
-            for node in citus_local.nodes(load_config(str(config))):
-                embedded.stop(node.data_dir)
-
-
-def run(config: Path, *args: str, code: int = 0) -> Any:
-    result = invoke(["--config", str(config), *args, "-f", "json"])
-    assert result.exit_code == code, result.stderr
-    return result.json() if code == 0 else result
+    with archiving_cluster_config(citus_install, tmp_path_factory.mktemp("cpitr"), DB) as config:
+        yield config
 
 
 def insert(config: Path, first: int, last: int) -> None:

@@ -35,6 +35,7 @@ from dbcli.postgres.params import conn_params
 CLUSTER_DIR = "cluster"
 POINTS = "restore-points.json"
 BACKUPS = "backups"
+VERIFIED = "verified"  # <cluster>/backups/verified/<id>.json: the last ``backup verify`` of a cluster backup
 KIND = "physical-cluster"
 ARCHIVE_WAIT_S = 60.0  # the segment holding a new restore point reaches the archive (one archive_command per node)
 # PostgreSQL's limit on a restore point's name (MAXFNAMELEN - 1)
@@ -145,6 +146,25 @@ def read_backups(root: Path) -> list[dict[str, Any]]:
     directory = cluster_root(root) / BACKUPS
     found = [json.loads(p.read_text(encoding="utf-8")) for p in directory.glob("*.json")] if directory.is_dir() else []
     return sorted(found, key=lambda m: (str(m.get("started_at")), str(m.get("id"))))
+
+
+def backup_path(root: Path, backup_id: str) -> Path:
+    """The manifest of a cluster backup: the file whose presence makes the backup exist."""
+    return cluster_root(root) / BACKUPS / f"{backup_id}.json"
+
+
+def read_verification(root: Path, backup_id: str) -> dict[str, Any] | None:
+    path = cluster_root(root) / BACKUPS / VERIFIED / f"{backup_id}.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_verification(root: Path, backup_id: str, record: dict[str, Any]) -> None:
+    directory = backup_store.private_dir(cluster_root(root) / BACKUPS / VERIFIED)
+    with atomic_write(directory / f"{backup_id}.json", private=True) as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
 
 
 def write_backup(root: Path, manifest: dict[str, Any]) -> None:

@@ -77,10 +77,21 @@ def list_rows(root: Path, clock: Clock = utc_now) -> list[dict[str, Any]]:
                      "targets": f"postgres (cluster: {', '.join(m['nodes'])})",
                      "size": listing.human_size(sum(int(p["size_bytes"]) for p in m["nodes"].values())),
                      "age": listing.human_age(clock() - backup_store.parse_iso(m["started_at"])),
-                     "status": m["status"], "verified": None,
+                     "status": m["status"], "verified": verified_text(cluster.read_verification(root, m["id"])),
                      "recovers_to": (f"restore points {ready[0]} .. {ready[-1]} ({len(ready)})" if ready
                                      else "no restore point archived yet")})
     return rows
+
+
+def verified_text(record: dict[str, Any] | None) -> str:
+    """The last ``backup verify`` of a cluster backup, as backup list says it of any backup."""
+    state = backup_store.verification_state(record)
+    if record is None or state is None:
+        return "never"
+    text = f"{'FAILED' if state == 'failed' else state} {record.get('verified_at', '?')}"
+    text += " (restore-test)" if record.get("restore_test") else ""
+    reasons = record.get("problems") if state == "failed" else record.get("unverified")
+    return f"{text}: {reasons[0]}" if state != "ok" and reasons else text
 
 
 def wal_status(root: Path) -> dict[str, Any]:

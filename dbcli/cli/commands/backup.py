@@ -151,6 +151,9 @@ def verify(
     The state is ok, failed (exit 8 naming what failed: the backup is damaged or wrong) or
     unverified (a check could not run: exit 4 for a server that does not answer, else exit 3 with
     the reason, e.g. no MongoDB configured, pg_restore too old). It is recorded for backup list.
+    A Citus cluster backup: every node's backup (files, pg_verifybackup), the node list, and each
+    node's archived WAL up to the backup's restore point; --restore-test restores every node to that
+    point in a scratch directory beside the repository, checks the cluster and removes it.
 
     Example:
         dbcli -q backup verify --latest --restore-test
@@ -319,7 +322,9 @@ def prune(
 
     Given any --keep-* flag, only the flags count. The newest good backup is never removed, nor a
     backup for being unverified; failed backups never count as kept. Exit 8 if a manifest names a
-    path outside its backup (that backup is left alone).
+    path outside its backup (that backup is left alone). A Citus cluster's backups are planned on
+    their own and removed whole: the manifest, every node's backup, then the WAL and restore points
+    no kept one needs (docs/pitr.md).
 
     Example:
         dbcli backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run

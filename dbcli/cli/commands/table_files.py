@@ -32,7 +32,7 @@ EncodingOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 
 ImportJobsOpt = Annotated[int, typer.Option(
-    "--jobs", "-j", min=1, help="Load the file in N parts side by side, each on its own connection (cut where "
+    "--jobs", "-j", min=1, help="Load the file over N connections side by side (cut into parts where "
     "records end); still all rows or none (docs/tables.md).")]
 ExportJobsOpt = Annotated[int, typer.Option(
     "--jobs", "-j", min=1, help="Read the table in N block ranges side by side, in one snapshot; the same bytes "
