@@ -140,3 +140,12 @@ def test_an_unreadable_cluster_manifest_fails_verification(tmp_path: Path) -> No
     pruned = run(config, "backup", "prune", "--keep-last", "1")
     assert pruned[0]["action"] == "keep" and "left alone" in pruned[0]["reasons"]
     assert (backups / "20261207T020000Z-c.json").is_file()
+    # listed as damaged, with the reason, instead of a traceback; restore does not pick it
+    listed = run(config, "backup", "list")
+    assert [(r["id"], r["status"]) for r in listed] == [("20261207T020000Z-c", "damaged")]
+    assert listed[0]["verified"].startswith("unreadable manifest")
+    # a restore-points file that is not dbcli's: one line, exit 8
+    (backups.parent / cluster.POINTS).write_text("[1, 2]", encoding="utf-8")
+    broken = invoke(["--config", str(config), "backup", "list"])
+    assert broken.exit_code == 8 and broken.stderr.count("\n") == 1, broken.stderr
+    assert "is not a list of restore points" in broken.stderr

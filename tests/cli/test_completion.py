@@ -191,6 +191,12 @@ def test_backup_ids(schema_config_file: Path, cli: Any) -> None:
     backup_id = done.json()[0]["id"] if isinstance(done.json(), list) else done.json()["id"]
     assert bash_complete("dbcli backup verify ") == sorted([backup_id, "latest"])
     assert bash_complete(f"dbcli backup restore {backup_id[:6]}") == [backup_id]
+    # a Citus cluster's backups too (their manifests in <repository>/cluster/backups/)
+    made = done.json()[0] if isinstance(done.json(), list) else done.json()
+    cluster_backups = Path(made["path"]).parent / "cluster" / "backups"
+    cluster_backups.mkdir(parents=True)
+    (cluster_backups / "20261207T020000Z-c.json").write_text("{}")
+    assert bash_complete("dbcli backup verify ") == sorted([backup_id, "20261207T020000Z-c", "latest"])
 
 
 # ---- servers that are down --------------------------------------------------------------------

@@ -26,13 +26,13 @@ from dbcli.backup.physical import location, server
 from dbcli.backup.physical import wal as wal_archive
 from dbcli.backup.store import Clock, iso
 from dbcli.config.model import CitusConfig, Config
-from dbcli.errors import ConfigError, ConflictError, UnreachableError, UsageError
+from dbcli.errors import CheckFailedError, ConfigError, ConflictError, UnreachableError, UsageError
 from dbcli.fsutil import atomic_write
 from dbcli.postgres import citus_local, embedded
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.params import conn_params
 
-CLUSTER_DIR = "cluster"
+CLUSTER_DIR = "cluster"  # and BACKUPS: also in backup_store.cluster_backup_ids (shell completion)
 POINTS = "restore-points.json"
 BACKUPS = "backups"
 VERIFIED = "verified"  # <cluster>/backups/verified/<id>.json: the last ``backup verify`` of a cluster backup
@@ -134,18 +134,47 @@ def allow_replication(node: ClusterNode) -> None:
 # ---- restore points ----------------------------------------------------------------------------
 
 def read_points(root: Path) -> list[dict[str, Any]]:
-    """The recorded restore points, oldest first."""
+    """The recorded restore points, oldest first. A file dbcli did not write (edited, damaged) exits 8."""
     path = cluster_root(root) / POINTS
     if not path.is_file():
         return []
-    return list(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        points = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckFailedError(f"cannot read {path}: {e}") from None
+    if not isinstance(points, list) or not all(isinstance(p, dict) and "name" in p for p in points):
+        raise CheckFailedError(f"{path} is not a list of restore points")
+    return points
 
 
 def read_backups(root: Path) -> list[dict[str, Any]]:
-    """The cluster backups' manifests, oldest first."""
-    directory = cluster_root(root) / BACKUPS
-    found = [json.loads(p.read_text(encoding="utf-8")) for p in directory.glob("*.json")] if directory.is_dir() else []
+    """The cluster backups' manifests that can be read, oldest first (the others: unreadable_backups)."""
+    found = [m for m in _manifests(root).values() if isinstance(m, dict)]
     return sorted(found, key=lambda m: (str(m.get("started_at")), str(m.get("id"))))
+
+
+def unreadable_backups(root: Path) -> dict[str, str]:
+    """{backup id: why} of the cluster manifests that cannot be read (damaged, or not dbcli's)."""
+    return {name: m for name, m in _manifests(root).items() if isinstance(m, str)}
+
+
+def _manifests(root: Path) -> dict[str, dict[str, Any] | str]:
+    """Each cluster manifest by backup id: its content, or why it cannot be read."""
+    directory = cluster_root(root) / BACKUPS
+    found: dict[str, dict[str, Any] | str] = {}
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        if path.name.startswith("."):  # a write in progress (atomic_write's temp file)
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            found[path.stem] = f"unreadable manifest: {e}"
+            continue
+        complete = isinstance(data, dict) and isinstance(data.get("nodes"), dict) and all(
+            isinstance(part, dict) and "backup" in part and "size_bytes" in part for part in data["nodes"].values()) \
+            and all(key in data for key in ("id", "started_at", "status", "restore_point"))
+        found[path.stem] = data if complete else "manifest without its nodes, id, time, status or restore point"
+    return found
 
 
 def backup_path(root: Path, backup_id: str) -> Path:

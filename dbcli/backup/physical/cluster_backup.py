@@ -80,6 +80,9 @@ def list_rows(root: Path, clock: Clock = utc_now) -> list[dict[str, Any]]:
                      "status": m["status"], "verified": verified_text(cluster.read_verification(root, m["id"])),
                      "recovers_to": (f"restore points {ready[0]} .. {ready[-1]} ({len(ready)})" if ready
                                      else "no restore point archived yet")})
+    for backup_id, why in cluster.unreadable_backups(root).items():  # shown, never restored or counted
+        rows.append({"id": backup_id, "time": None, "targets": "postgres (cluster)", "size": None, "age": None,
+                     "status": "damaged", "verified": why, "recovers_to": None})
     return rows
 
 
