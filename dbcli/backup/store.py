@@ -277,16 +277,6 @@ def backup_ids(root: Path) -> list[str]:
                   if not e.name.startswith(".") and id_time(e.name) is not None and e.is_dir())
 
 
-def cluster_backup_ids(root: Path) -> list[str]:
-    """The ids of a Citus cluster's backups in the repository ``root`` (``cluster/backups/<id>.json``,
-    the layout of dbcli.backup.physical.cluster), by name alone: for shell completion, which must not
-    import what that module needs."""
-    directory = root / "cluster" / "backups"
-    if not directory.is_dir():
-        return []
-    return sorted(e.stem for e in directory.glob("*.json") if not e.name.startswith(".") and id_time(e.stem))
-
-
 def list_backups(root: Path) -> list[BackupInfo]:
     """Every backup directory (oldest first); temporary and hidden entries are skipped."""
     if not root.is_dir():

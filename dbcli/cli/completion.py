@@ -171,11 +171,12 @@ def backups(ctx: typer.Context, incomplete: str) -> list[str]:
     def lookup() -> list[str]:
         from pathlib import Path
 
-        from dbcli.backup.store import backup_ids, cluster_backup_ids, root_dir
+        from dbcli.backup.ids import all_ids
+        from dbcli.backup.store import root_dir
 
         override = ctx.params.get("dir_")
         root = Path(override).expanduser() if override else root_dir(_config(ctx))
-        return [*backup_ids(root), *cluster_backup_ids(root), "latest"]
+        return [*all_ids(root), "latest"]
     return _matching(lookup, incomplete)
 
 

@@ -32,7 +32,7 @@ from dbcli.postgres import citus_local, embedded
 from dbcli.postgres import connection as postgres
 from dbcli.postgres.params import conn_params
 
-CLUSTER_DIR = "cluster"  # and BACKUPS: also in backup_store.cluster_backup_ids (shell completion)
+CLUSTER_DIR = "cluster"  # and BACKUPS: also in dbcli.backup.ids (shell completion)
 POINTS = "restore-points.json"
 BACKUPS = "backups"
 VERIFIED = "verified"  # <cluster>/backups/verified/<id>.json: the last ``backup verify`` of a cluster backup
