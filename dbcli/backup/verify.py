@@ -28,6 +28,7 @@ from dbcli.backup.physical import location as physical_location
 from dbcli.backup.repo import BackupFiles, Blob, Repository
 from dbcli.backup.repo_local import LocalBlob, LocalFiles, LocalRepository
 from dbcli.backup.repo_open import open_repository
+from dbcli.backup.s3_client import is_url
 from dbcli.backup.scratch import Scratch
 from dbcli.backup.stages import Progress, quiet
 from dbcli.backup.store import BackupInfo, Clock, iso, utc_now
@@ -232,9 +233,10 @@ def _cluster_backup(cfg: Config, root: Path | str | None, backup_id: str | None,
                     latest: bool) -> tuple[Path, BackupInfo] | None:
     """The cluster backup to verify: the one named, or with ``latest`` the newest complete one when it
     is newer than the newest complete backup outside ``cluster/``."""
-    repo = open_repository(cfg, root)
-    if not isinstance(repo, LocalRepository):
+    where = root if root is not None else cfg.backup.dir
+    if isinstance(where, str) and is_url(where):  # cluster backups are local only: no S3 client made twice
         return None
+    repo = LocalRepository(Path(where).expanduser())
     found = cluster_verify.find(repo.root, backup_id, latest)
     if found is None or not (latest or backup_id == "latest"):
         return (repo.root, found) if found is not None else None

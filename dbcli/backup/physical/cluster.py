@@ -142,7 +142,9 @@ def read_points(root: Path) -> list[dict[str, Any]]:
         points = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CheckFailedError(f"cannot read {path}: {e}") from None
-    if not isinstance(points, list) or not all(isinstance(p, dict) and "name" in p for p in points):
+    if not isinstance(points, list) or not all(
+            isinstance(p, dict) and "name" in p and isinstance(p.get("nodes"), dict)
+            and all(isinstance(at, dict) and "wal" in at for at in p["nodes"].values()) for p in points):
         raise CheckFailedError(f"{path} is not a list of restore points")
     return points
 
